@@ -1,0 +1,34 @@
+# The README's two commands. Both set up .venv on a fresh machine that has only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Two xdist workers match the 2-core CI machine; override with `make test PYTEST_WORKERS=0`.
+PYTEST_WORKERS ?= 2
+
+.PHONY: test run lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# pytest exits 5 when it collects nothing: that must fail loudly, never pass.
+test: lint
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)"; fi; exit $$rc
+
+run: $(STAMP)
+	$(BIN)/python -m cat_jax.cli quickstart
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

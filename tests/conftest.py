@@ -1,0 +1,32 @@
+"""Test-wide JAX set-up: CPU only, 8 fake devices, strict rank promotion, runtime shape checks.
+
+The environment variables must be set before jax is imported anywhere, so this file sets them first.
+"""
+
+import os
+
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+
+from jaxtyping import install_import_hook
+
+# Runtime jaxtyping + beartype checks of every public signature in the library, in tests only.
+install_import_hook("cat_jax", "beartype.beartype")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def x64():
+    """Run one test with float64 enabled (float32 is the default elsewhere)."""
+    with jax.enable_x64(True):
+        yield
+
+
+def pytest_configure(config):
+    jax.config.update("jax_enable_x64", False)
