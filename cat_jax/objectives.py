@@ -70,6 +70,27 @@ def _check_log(name: str, x: ArrayLike) -> None:
         )
 
 
+def _nan_outside_unit(x, out):
+    # Out-of-domain values give NaN (caught by a trainer's non-finite guard), never a clamped number.
+    return jnp.where((x >= 0) & (x <= 1), out, jnp.nan)
+
+
+def _nan_above_zero(lp, out):
+    return jnp.where(lp <= 0, out, jnp.nan)
+
+
+def _n_pow(c: int, base, m: int, *, log_base):
+    """``c * base**m`` for ``base`` in [0, 1]: in log space while ``base > 0`` (an integer power would flush
+    subnormal intermediates such as ``0.5**1023`` to zero on CPU), an exact integer power at ``base = 0``
+    so the gradient there stays right. ``log_base`` is ``log(base)`` computed accurately by the caller on a
+    safe argument (e.g. ``log1p(-p)`` for ``base = 1 - p``)."""
+    if m == 0:
+        return jnp.full_like(base, c)
+    pos = base > 0
+    safe = jnp.where(pos, jnp.zeros_like(base), base)
+    return jnp.where(pos, jnp.exp(math.log(c) + m * log_base), c * jax.lax.integer_pow(safe, m))
+
+
 def _prob_input(p, validate, name="p"):
     if validate:
         _check_unit(name, p)
@@ -97,14 +118,17 @@ def passn_probability(p: ArrayLike, *, n: int, validate: bool = False) -> Float[
     n = _budget(n)
     p = _prob_input(p, validate)
     if n == 1:
-        return p
-    return nx.safe_where(
-        p < 1,
+        return _nan_outside_unit(p, p)
+    return _nan_outside_unit(
         p,
-        lambda a: -jnp.expm1(n * jnp.log1p(-a)),
-        jnp.ones_like,
-        true_safe=0.5,
-        false_safe=1.0,
+        nx.safe_where(
+            p < 1,
+            p,
+            lambda a: -jnp.expm1(n * jnp.log1p(-a)),
+            jnp.ones_like,
+            true_safe=0.5,
+            false_safe=1.0,
+        ),
     )
 
 
@@ -121,7 +145,7 @@ def passn_log_probability(log_p: ArrayLike, *, n: int, validate: bool = False) -
     n = _budget(n)
     lp = _log_input(log_p, validate)
     if n == 1:
-        return lp
+        return _nan_above_zero(lp, lp)
     # Below this, (N-1) p / 2 < eps: the first-order value N p is exact to working precision.
     tiny_at = math.log(nx.eps(lp.dtype)) - math.log(n)
     mid = (lp >= tiny_at) & (lp < 0)
@@ -133,7 +157,7 @@ def passn_log_probability(log_p: ArrayLike, *, n: int, validate: bool = False) -
         true_safe=nx.LOG_HALF,
         false_safe=nx.LOG_HALF,
     )
-    return body
+    return _nan_above_zero(lp, body)
 
 
 def passn_sft_loss(
@@ -166,20 +190,23 @@ def passn_sft_weight(p: ArrayLike, *, n: int, validate: bool = False) -> Float[A
     n = _budget(n)
     p = _prob_input(p, validate)
     if n == 1:
-        return jnp.ones_like(p)
+        return _nan_outside_unit(p, jnp.ones_like(p))
 
     def interior(a):
         l1m = jnp.log1p(-a)
         return _passn_sft_weight_logs(jnp.log(a), l1m, nx.log1mexp(n * l1m), n)
 
     inside = (p > 0) & (p < 1)
-    return nx.safe_where(
-        inside,
+    return _nan_outside_unit(
         p,
-        interior,
-        lambda b: jnp.where(b == 0, jnp.ones_like(b), jnp.zeros_like(b)),
-        true_safe=0.5,
-        false_safe=0.0,
+        nx.safe_where(
+            inside,
+            p,
+            interior,
+            lambda b: jnp.where(b == 0, jnp.ones_like(b), jnp.zeros_like(b)),
+            true_safe=0.5,
+            false_safe=0.0,
+        ),
     )
 
 
@@ -195,7 +222,7 @@ def passn_sft_weight_from_logp(log_p: ArrayLike, *, n: int, validate: bool = Fal
     n = _budget(n)
     lp = _log_input(log_p, validate)
     if n == 1:
-        return jnp.ones_like(lp)
+        return _nan_above_zero(lp, jnp.ones_like(lp))
     tiny_at = math.log(nx.eps(lp.dtype)) - math.log(n)
     mid = (lp >= tiny_at) & (lp < 0)
 
@@ -203,13 +230,16 @@ def passn_sft_weight_from_logp(log_p: ArrayLike, *, n: int, validate: bool = Fal
         l1m = nx.log1mexp(a)
         return _passn_sft_weight_logs(a, l1m, nx.log1mexp(n * l1m), n)
 
-    return nx.safe_where(
-        mid,
+    return _nan_above_zero(
         lp,
-        interior,
-        lambda b: jnp.where(b < 0, jnp.ones_like(b), jnp.zeros_like(b)),
-        true_safe=nx.LOG_HALF,
-        false_safe=nx.LOG_HALF,
+        nx.safe_where(
+            mid,
+            lp,
+            interior,
+            lambda b: jnp.where(b < 0, jnp.ones_like(b), jnp.zeros_like(b)),
+            true_safe=nx.LOG_HALF,
+            false_safe=nx.LOG_HALF,
+        ),
     )
 
 
@@ -223,7 +253,7 @@ def passn_rl_weight(p: ArrayLike, *, n: int, validate: bool = False) -> Float[Ar
     """
     n = _budget(n)
     p = _prob_input(p, validate)
-    return n * nx.pow1m(p, n - 1)
+    return _nan_outside_unit(p, _n_pow(n, 1 - p, n - 1, log_base=jnp.log1p(-jnp.where(p < 1, p, 0.5))))
 
 
 # ----------------------------------------------------------------------------- Majority Vote
@@ -289,12 +319,14 @@ def majority_log_probability(
     if k == 1:
         return passn_log_probability(lp, n=n)
     if k == n:
-        return n * lp
+        return _nan_above_zero(lp, n * lp)
     pivot = math.log(k / (n + 1))
     up, comp = _majority_branches(n, k, _logs_from_logp)
-    val = nx.safe_where(lp < pivot, lp, up, comp, true_safe=pivot, false_safe=pivot)
-    # log p = 0 is certain success; the complement branch would take log(0) there.
-    return nx.safe_where(lp < 0, val, lambda v: v, jnp.zeros_like, true_safe=0.0, false_safe=0.0)
+    # log p = 0 is certain success; feed the pivot instead so the complement's log(1-p) = -inf never appears.
+    certain = lp >= 0
+    lps = jnp.where(certain, pivot, lp)
+    val = nx.safe_where(lps < pivot, lps, up, comp, true_safe=pivot, false_safe=pivot)
+    return _nan_above_zero(lp, jnp.where(certain, jnp.zeros_like(val), val))
 
 
 def majority_probability(p: ArrayLike, *, n: int, k: int, validate: bool = False) -> Float[Array, "..."]:
@@ -311,20 +343,23 @@ def majority_probability(p: ArrayLike, *, n: int, k: int, validate: bool = False
     if k == 1:
         return passn_probability(p, n=n)
     if k == n:
-        return jax.lax.integer_pow(p, n)
+        return _nan_outside_unit(p, _n_pow(1, p, n, log_base=jnp.log(jnp.where(p > 0, p, 0.5))))
     pivot = k / (n + 1)
     up, comp = _majority_branches(n, k, _logs_from_p)
 
     def interior(a):
         return jnp.exp(nx.safe_where(a < pivot, a, up, comp, true_safe=pivot, false_safe=pivot))
 
-    return nx.safe_where(
-        (p > 0) & (p < 1),
+    return _nan_outside_unit(
         p,
-        interior,
-        lambda b: jnp.where(b > 0, jnp.ones_like(b), jnp.zeros_like(b)),
-        true_safe=pivot,
-        false_safe=0.0,
+        nx.safe_where(
+            (p > 0) & (p < 1),
+            p,
+            interior,
+            lambda b: jnp.where(b > 0, jnp.ones_like(b), jnp.zeros_like(b)),
+            true_safe=pivot,
+            false_safe=0.0,
+        ),
     )
 
 
@@ -360,14 +395,17 @@ def majority_sft_weight(p: ArrayLike, *, n: int, k: int, validate: bool = False)
     if k == 1:
         return passn_sft_weight(p, n=n)
     if k == n:
-        return jnp.full_like(p, n)
-    return nx.safe_where(
-        (p > 0) & (p < 1),
+        return _nan_outside_unit(p, jnp.full_like(p, n))
+    return _nan_outside_unit(
         p,
-        lambda a: _majority_sft_weight_logs(*_logs_from_p(a), n, k),
-        lambda b: jnp.where(b == 0, float(k), 0.0).astype(b.dtype),
-        true_safe=0.5,
-        false_safe=0.0,
+        nx.safe_where(
+            (p > 0) & (p < 1),
+            p,
+            lambda a: _majority_sft_weight_logs(*_logs_from_p(a), n, k),
+            lambda b: jnp.where(b == 0, float(k), 0.0).astype(b.dtype),
+            true_safe=0.5,
+            false_safe=0.0,
+        ),
     )
 
 
@@ -387,14 +425,17 @@ def majority_sft_weight_from_logp(
     if k == 1:
         return passn_sft_weight_from_logp(lp, n=n)
     if k == n:
-        return jnp.full_like(lp, n)
-    return nx.safe_where(
-        lp < 0,
+        return _nan_above_zero(lp, jnp.full_like(lp, n))
+    return _nan_above_zero(
         lp,
-        lambda a: _majority_sft_weight_logs(*_logs_from_logp(a), n, k),
-        jnp.zeros_like,
-        true_safe=nx.LOG_HALF,
-        false_safe=0.0,
+        nx.safe_where(
+            lp < 0,
+            lp,
+            lambda a: _majority_sft_weight_logs(*_logs_from_logp(a), n, k),
+            jnp.zeros_like,
+            true_safe=nx.LOG_HALF,
+            false_safe=0.0,
+        ),
     )
 
 
@@ -412,15 +453,18 @@ def majority_rl_weight(p: ArrayLike, *, n: int, k: int, validate: bool = False) 
     if k == 1:
         return passn_rl_weight(p, n=n)
     if k == n:
-        return n * jax.lax.integer_pow(p, n - 1)
+        return _nan_outside_unit(p, _n_pow(n, p, n - 1, log_base=jnp.log(jnp.where(p > 0, p, 0.5))))
     log_coef = math.log(k) + float(nx.log_binomial_row(n)[k])
-    return nx.safe_where(
-        (p > 0) & (p < 1),
+    return _nan_outside_unit(
         p,
-        lambda a: jnp.exp(log_coef + (k - 1) * jnp.log(a) + (n - k) * jnp.log1p(-a)),
-        jnp.zeros_like,
-        true_safe=0.5,
-        false_safe=0.0,
+        nx.safe_where(
+            (p > 0) & (p < 1),
+            p,
+            lambda a: jnp.exp(log_coef + (k - 1) * jnp.log(a) + (n - k) * jnp.log1p(-a)),
+            jnp.zeros_like,
+            true_safe=0.5,
+            false_safe=0.0,
+        ),
     )
 
 
@@ -434,12 +478,12 @@ def bon_rl_weight(q: ArrayLike, *, n: int, validate: bool = False) -> Float[Arra
     approximation of the expected-maximum gradient; ``w_BoN(1 - q) = w_RL^{Pass@N}(q)``. Best-of-N SFT with
     a best-possible target is Pass@N SFT.
 
-    >>> round(float(bon_rl_weight(0.9, n=8)), 5)
-    3.82638
+    >>> round(float(bon_rl_weight(0.9, n=8)), 4)
+    3.8264
     """
     n = _budget(n)
     q = _prob_input(q, validate, name="q")
-    return n * jax.lax.integer_pow(q, n - 1)
+    return _nan_outside_unit(q, _n_pow(n, q, n - 1, log_base=jnp.log(jnp.where(q > 0, q, 0.5))))
 
 
 # ----------------------------------------------------------------------------- strategies
