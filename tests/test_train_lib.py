@@ -1,0 +1,205 @@
+"""Train state, optimizer, checkpoints, preemption, non-finite guard and sharding, on a tiny regression."""
+
+import json
+import os
+import pathlib
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cat_jax import sharding as shd
+from cat_jax import train_lib as tl
+
+D = 4
+
+
+def loss_fn(params, batch, rng):
+    pred = batch["x"] @ params["w"] + params["b"]
+    # A little step-dependent randomness, so exact resumption also covers the rng fold-in.
+    jitter = 1e-3 * jax.random.normal(rng, pred.shape)
+    loss = jnp.mean((pred + jitter - batch["y"]) ** 2)
+    return loss, {"loss/mse": loss}
+
+
+def batches(step, size=8):
+    rng = np.random.default_rng(step)
+    x = rng.normal(size=(size, D)).astype(np.float32)
+    return {"x": x, "y": (x @ np.arange(1.0, D + 1.0) + 0.5).astype(np.float32)}
+
+
+def init_params():
+    return {"w": jnp.zeros((D,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
+
+
+CFG = tl.OptimizerConfig(lr=0.05, schedule="linear", total_steps=6, clip_norm=1.0)
+TX = tl.make_optimizer(CFG)
+STEP = jax.jit(tl.make_train_step(loss_fn, TX))
+
+
+def fresh_state():
+    return tl.TrainState.create(init_params(), TX, seed=0)
+
+
+def test_schedules():
+    lin = tl.make_schedule(tl.OptimizerConfig(lr=1.0, schedule="linear", total_steps=10, warmup_steps=2))
+    np.testing.assert_allclose(
+        [lin(0), lin(1), lin(2), lin(6), lin(10)], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6
+    )
+    cos = tl.make_schedule(tl.OptimizerConfig(lr=1.0, schedule="cosine", total_steps=4))
+    np.testing.assert_allclose([cos(0), cos(2), cos(4)], [1.0, 0.5, 0.0], atol=1e-6)
+    assert tl.make_schedule(tl.OptimizerConfig(lr=0.3))(1000) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"schedule": "step"}, "schedule must be one of"),
+        ({"schedule": "linear", "total_steps": 0}, "needs total_steps > warmup_steps"),
+        ({"accum_steps": 0}, r"accum_steps must be an integer in \[>= 1\]|accum_steps"),
+        ({"lr": 0.0}, "lr must be > 0"),
+    ],
+)
+def test_optimizer_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tl.OptimizerConfig(**kwargs)
+
+
+def test_gradient_accumulation_equals_large_batch():
+    """Two micro-batches of 4 through MultiSteps = one batch of 8 (mean losses, equal sizes)."""
+    big = batches(0)
+    halves = [jax.tree.map(lambda a, s=s: a[s], big) for s in (slice(0, 4), slice(4, 8))]
+    no_jitter = lambda p, b, r: _mse(p, b)
+    tx1 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None))
+    tx2 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None, accum_steps=2))
+    s1 = tl.make_train_step(no_jitter, tx1)(tl.TrainState.create(init_params(), tx1, seed=0), big)[0]
+    step2 = tl.make_train_step(no_jitter, tx2)
+    s2 = tl.TrainState.create(init_params(), tx2, seed=0)
+    for h in halves:
+        s2 = step2(s2, h)[0]
+    np.testing.assert_allclose(s1.params["w"], s2.params["w"], rtol=1e-5, atol=1e-7)
+
+
+def _mse(params, batch):
+    loss = jnp.mean((batch["x"] @ params["w"] + params["b"] - batch["y"]) ** 2)
+    return loss, {}
+
+
+def test_resume_after_sigterm_equals_uninterrupted(tmp_path):
+    full = tl.train_loop(fresh_state(), STEP, batches, num_steps=6, workdir=tmp_path / "a", progress=False)
+    assert not full.preempted
+
+    def preempt_at_3(step, metrics):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    part = tl.train_loop(
+        fresh_state(),
+        STEP,
+        batches,
+        num_steps=6,
+        workdir=tmp_path / "b",
+        progress=False,
+        on_step=preempt_at_3,
+    )
+    assert part.preempted and int(part.state.step) == 3
+    rest = tl.train_loop(fresh_state(), STEP, batches, num_steps=6, workdir=tmp_path / "b", progress=False)
+    assert rest.resumed_from == 3 and int(rest.state.step) == 6
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(rest.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    log_a = (tmp_path / "a" / "metrics.jsonl").read_text()
+    log_b = (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert log_a == log_b and len(log_a.splitlines()) == 6
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path):
+    ckpt = tl.Checkpointer(tmp_path, keep=3)
+    state = fresh_state()
+    for step in range(4):
+        state, _ = STEP(state, batches(step))
+        if step in (1, 3):
+            ckpt.save(state)
+    assert ckpt.steps() == [2, 4]
+    for f in (ckpt.directory / "4").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    with pytest.warns(RuntimeWarning, match="step 4 .* unreadable"):
+        restored = ckpt.restore(fresh_state())
+    assert int(restored.step) == 2
+    ckpt.close()
+
+
+def test_keep_best_by_metric(tmp_path):
+    ckpt = tl.Checkpointer(tmp_path, keep=1, best_metric="eval/loss", best_mode="min")
+    state = fresh_state()
+    for step, value in enumerate([3.0, 1.0, 2.0, 4.0]):
+        state, _ = STEP(state, batches(step))
+        ckpt.save(state, {"eval/loss": value})
+    assert ckpt.steps() == [2, 4]  # the best (step 2, loss 1.0) and the latest
+    ckpt.close()
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_state(tmp_path):
+    def poisoned(step):
+        b = batches(step)
+        if step == 2:
+            b["y"][0] = np.nan
+        return b
+
+    with pytest.raises(FloatingPointError, match="step 2"):
+        tl.train_loop(
+            fresh_state(), STEP, poisoned, num_steps=5, workdir=tmp_path, checkpoint_every=1, progress=False
+        )
+    ckpt = tl.Checkpointer(tmp_path)
+    assert ckpt.steps()[-1] == 2
+    restored = ckpt.restore(fresh_state())
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(restored.params))
+
+
+def test_unwritable_workdir_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(OSError, match="is not writable"):
+        tl.train_loop(fresh_state(), STEP, batches, num_steps=1, workdir=blocker / "run", progress=False)
+
+
+def test_metric_writer_truncates_on_resume(tmp_path):
+    w = tl.MetricWriter(tmp_path)
+    for s in range(1, 5):
+        w.write(s, {"loss": jnp.float32(s)})
+    w = tl.MetricWriter(tmp_path, resume_step=2)
+    assert [r["step"] for r in w.read()] == [1, 2]
+    assert json.loads(pathlib.Path(w.path).read_text().splitlines()[0]) == {"step": 1, "loss": 1.0}
+
+
+@pytest.mark.parametrize("fsdp", [1, 2])
+def test_mesh_step_equals_single_device(fsdp):
+    mesh = shd.make_mesh(8, fsdp=fsdp)
+    assert mesh.devices.shape == (8 // fsdp, fsdp)
+    single = STEP(fresh_state(), batches(0))[0]
+    state = fresh_state()
+    state = state.replace(
+        params=shd.place(state.params, shd.param_shardings(state.params, mesh, fsdp=True, min_size=4))
+    )
+    sharded = STEP(state, shd.shard_batch(batches(0), mesh))[0]
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_mesh_errors():
+    with pytest.raises(ValueError, match="fsdp=3 must divide"):
+        shd.make_mesh(8, fsdp=3)
+    with pytest.raises(ValueError, match="divisible by the 8 devices"):
+        shd.shard_batch({"x": np.zeros((6, 2))}, shd.make_mesh(8))
+
+
+def test_step_rng_depends_on_seed_and_step_only():
+    s = fresh_state()
+    k1 = s.step_key()
+    k2 = s.replace(step=s.step + 1).step_key()
+    assert not np.array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
+    np.testing.assert_array_equal(jax.random.key_data(fresh_state().step_key()), jax.random.key_data(k1))
+    assert isinstance(tl.make_optimizer(CFG), optax.GradientTransformation)
