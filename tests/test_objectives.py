@@ -288,19 +288,31 @@ def test_majority_rl_weight_is_derivative_of_tail_polynomial():
 def test_finite_everywhere(n, k, dtype):
     """Loss, weight and gradient are finite on log p in [-1e4, 0] (no clamping anywhere)."""
     lp = jnp.concatenate([-jnp.logspace(4, -12, 60), jnp.zeros(1)]).astype(dtype)
-    loss = lambda x: obj.majority_sft_loss(x, n=n, k=k, reduction="sum")
-    value, grad = jax.value_and_grad(loss)(lp)
-    weight = obj.majority_sft_weight_from_logp(lp, n=n, k=k)
-    assert (
-        bool(jnp.isfinite(value))
-        and bool(jnp.all(jnp.isfinite(grad)))
-        and bool(jnp.all(jnp.isfinite(weight)))
-    )
-    p = jnp.linspace(0, 1, 41, dtype=dtype)
-    for f in (obj.majority_probability, obj.majority_sft_weight, obj.majority_rl_weight):
-        assert bool(jnp.all(jnp.isfinite(f(p, n=n, k=k))))
-        g = jax.grad(lambda x, f=f: jnp.sum(f(x, n=n, k=k)))(p)
-        assert bool(jnp.all(jnp.isfinite(g))), f.__name__
+
+    @jax.jit
+    def everything(lp):
+        loss = lambda x: obj.majority_sft_loss(x, n=n, k=k, reduction="sum")
+        value, grad = jax.value_and_grad(loss)(lp)
+        return {"loss": value, "grad": grad, "w_sft": obj.majority_sft_weight_from_logp(lp, n=n, k=k)}
+
+    for name, v in everything(lp).items():
+        assert bool(jnp.all(jnp.isfinite(v))), name
+
+
+@pytest.mark.parametrize(("n", "k"), [(8, 3), (1024, 513)])
+def test_probability_forms_finite_with_finite_gradients(n, k):
+    p = jnp.linspace(0, 1, 41)
+
+    @jax.jit
+    def everything(p):
+        out = {}
+        for f in (obj.majority_probability, obj.majority_sft_weight, obj.majority_rl_weight):
+            out[f.__name__] = f(p, n=n, k=k)
+            out["d" + f.__name__] = jax.grad(lambda x, f=f: jnp.sum(f(x, n=n, k=k)))(p)
+        return out
+
+    for name, v in everything(p).items():
+        assert bool(jnp.all(jnp.isfinite(v))), name
 
 
 @pytest.mark.parametrize("n", [1, 4, 64])
