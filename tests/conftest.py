@@ -30,3 +30,14 @@ def x64():
 
 def pytest_configure(config):
     jax.config.update("jax_enable_x64", False)
+
+
+try:  # hypothesis is a dev dependency; one fixed, derandomised profile keeps CI reproducible
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "ci", derandomize=True, max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass
