@@ -1,0 +1,25 @@
+"""Policy models: a Llama-family decoder (Flax NNX), LoRA adapters, Hugging Face checkpoint conversion."""
+
+from cat_jax.models.llama import (
+    PRESETS,
+    Decoder,
+    LlamaConfig,
+    abstract,
+    apply,
+    decoder,
+    init,
+    init_cache,
+    preset,
+)
+
+__all__ = [
+    "PRESETS",
+    "Decoder",
+    "LlamaConfig",
+    "abstract",
+    "apply",
+    "decoder",
+    "init",
+    "init_cache",
+    "preset",
+]
