@@ -1,0 +1,312 @@
+"""Jit sampler over an explicit KV cache: N completions per prompt in one compiled loop, and exact scoring.
+
+Any logits function ``apply(params, tokens [b, t], positions [b, t], cache) -> (logits [b, t, v], cache)``
+plugs in (DESIGN.md §3), as long as every cache leaf has the batch on axis 0 and cache slots on axis 1
+(``cat_jax.models.init_cache`` builds one). ``apply`` is a static argument of the compiled loop, so it must
+be hashable by value (``cat_jax.models.decoder(graphdef)`` is) to reuse the compilation across calls.
+
+**Prompts are right-padded**: row ``b`` holds its prompt in ``prompts[b, :lengths[b]]``, anything after is
+ignored (its cache slots are overwritten before they become visible). The sampler
+
+1. prefills all ``B`` prompts in one forward pass (positions ``0..P-1``),
+2. repeats the prefilled cache ``N`` times (the N samples of a prompt share it; nothing is recomputed),
+3. runs one ``lax.while_loop`` of at most ``max_new_tokens`` single-token steps, which exits as soon as every
+   sequence has emitted a stop token.
+
+Randomness: sample ``n`` of prompt ``b`` at step ``i`` uses ``fold_in(fold_in(fold_in(key, b), n), i)`` and
+the Gumbel-max trick, so a row's tokens depend on the key and on that row only (not on the batch size, the
+other rows, or how the batch is sharded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from cat_jax import numerics as nx
+
+
+def _check_temperature(temperature) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+        raise ValueError(
+            f"temperature must be a float > 0 for sampling, got {temperature!r}; use Greedy() for argmax"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy:
+    """Argmax decoding. Its sampling distribution is a point mass: sampling log-probs are 0."""
+
+    def scores(self, logits: Array) -> Array:
+        return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class Temperature:
+    """Sample from ``softmax(logits / temperature)``."""
+
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        _check_temperature(self.temperature)
+
+    def scores(self, logits: Array) -> Array:
+        return logits / self.temperature
+
+
+def _top_k(scores: Array, k: int) -> Array:
+    kth = jax.lax.top_k(scores, k)[0][..., -1:]
+    return jnp.where(scores >= kth, scores, -jnp.inf)
+
+
+def _top_p(scores: Array, p: float) -> Array:
+    """Keep the smallest set of highest-scoring tokens whose probability reaches ``p`` (ties kept)."""
+    sorted_desc = -jnp.sort(-scores, axis=-1)
+    probs = jax.nn.softmax(sorted_desc, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    # The first token always has mass_before = 0 < p, so the kept set is never empty.
+    cutoff = jnp.min(jnp.where(mass_before < p, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(scores >= cutoff, scores, -jnp.inf)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopK:
+    """Sample among the ``k`` highest logits at ``temperature``; ``k = 0`` disables the filter."""
+
+    k: int
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        nx.check_int("k", self.k, minimum=0)
+        _check_temperature(self.temperature)
+
+    def scores(self, logits: Array) -> Array:
+        s = logits / self.temperature
+        return _top_k(s, min(self.k, s.shape[-1])) if self.k else s
+
+
+@dataclasses.dataclass(frozen=True)
+class TopP:
+    """Nucleus sampling: mass ``p`` at ``temperature`` (applied first), after top-``k`` (0: off)."""
+
+    p: float
+    temperature: float = 1.0
+    k: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.p, bool) or not isinstance(self.p, int | float) or not 0 < self.p <= 1:
+            raise ValueError(f"top-p must be in (0, 1], got p={self.p!r}; use p=1 to disable the filter")
+        _check_temperature(self.temperature)
+        nx.check_int("k", self.k, minimum=0)
+
+    def scores(self, logits: Array) -> Array:
+        s = logits / self.temperature
+        if self.k:
+            s = _top_k(s, min(self.k, s.shape[-1]))
+        # p = 1 keeps everything; skipping the sort avoids dropping a tail whose cumulative sum rounds to 1.
+        return _top_p(s, self.p) if self.p < 1 else s
+
+
+Strategy = Greedy | Temperature | TopK | TopP
+
+
+class Samples(NamedTuple):
+    """Sampler output; tokens after a sequence's stop token are ``pad_id`` with mask False and log-probs 0."""
+
+    tokens: Int[Array, "b n l"]  # generated tokens (the prompt is not repeated)
+    logp_sample: Float[Array, "b n l"]  # log-prob under the sampling distribution (temperature, filters)
+    logp_model: Float[Array, "b n l"]  # log-prob under the untempered model, log softmax(logits)
+    mask: Bool[Array, "b n l"]  # True for generated tokens, up to and including the stop token
+    lengths: Int[Array, "b n"]  # number of generated tokens, mask.sum(-1)
+
+
+def cache_size(cache: PyTree) -> int:
+    """Slots per row of a cache (axis 1 of its leaves)."""
+    return int(jax.tree.leaves(cache)[0].shape[1])
+
+
+def sample(
+    apply: Any,
+    params: PyTree,
+    cache: PyTree,
+    prompts: Int[Array, "b p"],
+    lengths: Int[Array, " b"],
+    key: Array,
+    *,
+    num_samples: int,
+    max_new_tokens: int,
+    strategy: Strategy = Temperature(1.0),
+    stop_tokens: tuple[int, ...] = (),
+    pad_id: int = 0,
+) -> Samples:
+    """``num_samples`` completions of each right-padded prompt, at most ``max_new_tokens`` long, one compile.
+
+    ``cache`` is an empty cache for ``B`` rows with at least ``P + max_new_tokens`` slots; its buffers are
+    consumed (a fresh one of the same shape is fine for every call). Stopping: a sequence ends after the first
+    token in ``stop_tokens`` (EOS and any others), which is kept and masked True. ``lengths`` must be in
+    ``[1, P]`` (checked when concrete).
+    """
+    num_samples = nx.check_int("num_samples", num_samples, minimum=1)
+    max_new_tokens = nx.check_int("max_new_tokens", max_new_tokens, minimum=1)
+    if not isinstance(strategy, Strategy):
+        raise ValueError(f"strategy must be one of Greedy, Temperature, TopK, TopP; got {strategy!r}")
+    stop_tokens = tuple(int(t) for t in stop_tokens)
+    b, p = prompts.shape
+    size = cache_size(cache)
+    if p + max_new_tokens > size:
+        raise ValueError(
+            f"prompts of length {p} plus max_new_tokens={max_new_tokens} need {p + max_new_tokens} cache "
+            f"slots but the cache has {size}; build it with init_cache(config, batch, {p + max_new_tokens}) "
+            "or shorten the prompts / lower max_new_tokens"
+        )
+    if jax.tree.leaves(cache)[0].shape[0] != b:
+        raise ValueError(f"cache batch {jax.tree.leaves(cache)[0].shape[0]} != number of prompts {b}")
+    if not isinstance(lengths, jax.core.Tracer):
+        lens = np.asarray(lengths)
+        if lens.min(initial=1) < 1 or lens.max(initial=1) > p:
+            raise ValueError(f"prompt lengths must be in [1, {p}] (right padding), got {lens.tolist()}")
+    return _sample(
+        apply,
+        params,
+        cache,
+        jnp.asarray(prompts, jnp.int32),
+        jnp.asarray(lengths, jnp.int32),
+        key,
+        num_samples=num_samples,
+        max_new_tokens=max_new_tokens,
+        strategy=strategy,
+        stop_tokens=stop_tokens,
+        pad_id=int(pad_id),
+    )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("apply", "num_samples", "max_new_tokens", "strategy", "stop_tokens", "pad_id"),
+)
+def _sample(
+    apply, params, cache, prompts, lengths, key, *, num_samples, max_new_tokens, strategy, stop_tokens, pad_id
+):
+    b, p = prompts.shape
+    n, steps = num_samples, max_new_tokens
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32)[None], (b, p))
+    logits, cache = apply(params, prompts, positions, cache)
+    last = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [b, v]
+    # The model sees a flat batch of B*N rows (prompt-major); outputs are reshaped back to [B, N, ...].
+    cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
+    last = jnp.repeat(last, n, axis=0)
+    pos = jnp.repeat(lengths, n)
+    row_keys = jax.vmap(
+        lambda i: jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(key, i), j))(jnp.arange(n))
+    )(jnp.arange(b)).reshape(b * n)
+    stops = jnp.asarray(stop_tokens, jnp.int32) if stop_tokens else None
+
+    def choose(logits_v, step):
+        logits_v = logits_v.astype(jnp.float32)
+        logp_model = jax.nn.log_softmax(logits_v, axis=-1)
+        if isinstance(strategy, Greedy):
+            tok = jnp.argmax(logits_v, axis=-1)
+            logp_s = jnp.zeros(tok.shape, jnp.float32)
+        else:
+            scores = strategy.scores(logits_v)
+            step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, step)
+            gumbel = jax.vmap(lambda k: jax.random.gumbel(k, scores.shape[-1:], jnp.float32))(step_keys)
+            tok = jnp.argmax(scores + gumbel, axis=-1)
+            logp_s = jnp.take_along_axis(jax.nn.log_softmax(scores, axis=-1), tok[:, None], axis=-1)[:, 0]
+        lm = jnp.take_along_axis(logp_model, tok[:, None], axis=-1)[:, 0]
+        return tok.astype(jnp.int32), logp_s, lm
+
+    def cond(state):
+        i, done = state[0], state[1]
+        return (i < steps) & ~jnp.all(done)
+
+    def body(state):
+        i, done, logits_v, cache, pos, toks, lps, lms, mask = state
+        tok, lp, lm = choose(logits_v, i)
+        active = ~done
+        tok = jnp.where(active, tok, pad_id)
+        toks = toks.at[:, i].set(tok)
+        lps = lps.at[:, i].set(jnp.where(active, lp, 0.0))
+        lms = lms.at[:, i].set(jnp.where(active, lm, 0.0))
+        mask = mask.at[:, i].set(active)
+        if stops is not None:
+            done = done | (active & jnp.any(tok[:, None] == stops[None, :], axis=-1))
+        logits_next, cache = apply(params, tok[:, None], pos[:, None], cache)
+        return i + 1, done, logits_next[:, 0], cache, pos + 1, toks, lps, lms, mask
+
+    bn = b * n
+    state = (
+        jnp.int32(0),
+        jnp.zeros((bn,), bool),
+        last,
+        cache,
+        pos,
+        jnp.full((bn, steps), pad_id, jnp.int32),
+        jnp.zeros((bn, steps), jnp.float32),
+        jnp.zeros((bn, steps), jnp.float32),
+        jnp.zeros((bn, steps), bool),
+    )
+    _, _, _, _, _, toks, lps, lms, mask = jax.lax.while_loop(cond, body, state)
+    shape = (b, n, steps)
+    mask = mask.reshape(shape)
+    return Samples(
+        toks.reshape(shape), lps.reshape(shape), lms.reshape(shape), mask, mask.sum(-1).astype(jnp.int32)
+    )
+
+
+def join(
+    prompts: Int[Array, "b p"],
+    lengths: Int[Array, " b"],
+    completions: Int[Array, "b n l"],
+    mask: Bool[Array, "b n l"],
+    *,
+    pad_id: int = 0,
+) -> tuple[Int[Array, "b n t"], Bool[Array, "b n t"]]:
+    """Contiguous sequences ``prompt[:len] + completion + padding`` of length ``P + L`` and their label mask.
+
+    The returned mask is True exactly on completion tokens (the labels of SPEC §3.1: prompt and padding
+    unsupervised), ready for :func:`sequence_log_probs`.
+    """
+    b, p = prompts.shape
+    n, length = completions.shape[1:]
+    t = jnp.arange(p + length)[None, :]  # [1, t]
+    lens = lengths[:, None]  # [b, 1]
+    in_prompt = t < lens
+    comp_idx = jnp.clip(t - lens, 0, length - 1)  # [b, t]
+    from_prompt = jnp.take_along_axis(prompts, jnp.clip(t, 0, p - 1) * jnp.ones_like(lens), axis=1)  # [b, t]
+    idx = jnp.broadcast_to(comp_idx[:, None, :], (b, n, p + length))
+    from_comp = jnp.take_along_axis(completions, idx, axis=2)
+    comp_mask = (
+        jnp.take_along_axis(mask, idx, axis=2) & ~in_prompt[:, None, :] & (t - lens < length)[:, None, :]
+    )
+    tokens = jnp.where(
+        in_prompt[:, None, :], from_prompt[:, None, :], jnp.where(comp_mask, from_comp, pad_id)
+    )
+    return tokens, comp_mask
+
+
+def sequence_log_probs(
+    apply: Any, params: PyTree, tokens: Int[Array, "*batch t"], mask: Bool[Array, "*batch t"]
+) -> Float[Array, "*batch t"]:
+    r"""Per-token log-probs :math:`\log\pi(x_t \mid x_{<t})` of masked tokens, 0 elsewhere (one causal shift).
+
+    One uncached forward over positions ``0..T-1``; logits at ``t - 1`` score token ``t`` (SPEC §3.1:
+    position 0 has no prediction and is always unsupervised, whatever ``mask[..., 0]`` says). Raw logits,
+    temperature 1, no filtering (SPEC §3.3 step 3). ``.sum(-1)`` is the sequence log-probability ``log p``
+    of the objectives. Leading batch axes (``[B, N, T]``) are flattened for the model and restored.
+    """
+    lead, t = tokens.shape[:-1], tokens.shape[-1]
+    flat = tokens.reshape(-1, t).astype(jnp.int32)
+    positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32)[None], flat.shape)
+    logits, _ = apply(params, flat, positions, None)
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    picked = jnp.take_along_axis(logp, flat[:, 1:, None], axis=-1)[..., 0]
+    picked = jnp.concatenate([jnp.zeros((flat.shape[0], 1), jnp.float32), picked], axis=1)
+    keep = mask.reshape(-1, t) & (jnp.arange(t) > 0)[None, :]
+    return jnp.where(keep, picked, 0.0).reshape(*lead, t)
