@@ -65,7 +65,7 @@ def test_greedy_equals_argmax_of_uncached_forward(model, prompts, greedy):
     """Cached = uncached forward at every step: each greedy token is the argmax of the full pass."""
     seqs, mask = sampling.join(*prompts, greedy.tokens, greedy.mask)
     t = seqs.shape[-1]
-    logits, _ = model.apply(
+    logits, _ = jax.jit(model.apply)(
         model.params, seqs.reshape(-1, t), jnp.broadcast_to(jnp.arange(t)[None], (B * N, t))
     )
     pred = jnp.argmax(logits, -1).reshape(B, N, t)
@@ -212,9 +212,9 @@ class _Counted:
 def test_sequence_log_probs_shift_and_first_position(model):
     tokens = jax.random.randint(jax.random.key(3), (2, 3, 7), 0, model.config.vocab_size)
     mask = jnp.ones((2, 3, 7), bool)
-    lp = sampling.sequence_log_probs(model.apply, model.params, tokens, mask)
+    lp = jax.jit(sampling.sequence_log_probs, static_argnums=0)(model.apply, model.params, tokens, mask)
     assert lp.shape == (2, 3, 7) and bool((lp[..., 0] == 0).all()) and bool((lp[..., 1:] < 0).all())
-    logits, _ = model.apply(model.params, tokens[0, :1], jnp.arange(7)[None])
+    logits, _ = jax.jit(model.apply)(model.params, tokens[0, :1], jnp.arange(7)[None])
     ref = jax.nn.log_softmax(logits[0, 2])[tokens[0, 0, 3]]
     np.testing.assert_allclose(lp[0, 0, 3], ref, atol=1e-5)
 
