@@ -1,0 +1,360 @@
+"""Hugging Face checkpoints <-> cat_jax params: local directories, safetensors, no torch at run time.
+
+A directory holds ``config.json`` and either ``model.safetensors`` or shards listed in
+``model.safetensors.index.json``; ``tokenizer.json`` is loaded with ``tokenizers`` when present.
+Supported architectures: ``LlamaForCausalLM`` (Llama 2/3, with Llama 3 RoPE scaling), ``MistralForCausalLM``
+(no sliding window) and ``Qwen2ForCausalLM`` (q/k/v bias, no sliding window). A config field cat_jax does not
+implement, or implements only with another value, raises ``ValueError``; nothing is ignored silently except
+the metadata listed in ``METADATA_FIELDS``.
+
+HF stores linear weights ``[out, in]``; cat_jax kernels are ``[in, out]`` (transposed on load and save).
+Tensors are read with the ``safetensors`` numpy API; bfloat16 tensors, which that API cannot represent, are
+read and written through the same file format with ``ml_dtypes.bfloat16`` numpy arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import safetensors.numpy
+from flax import nnx
+
+from cat_jax.models import llama
+
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
+# Describe the checkpoint or the HF runtime; they do not change the forward pass.
+METADATA_FIELDS = frozenset(
+    {
+        "architectures",
+        "model_type",
+        "torch_dtype",
+        "dtype",
+        "transformers_version",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "initializer_range",
+        "use_cache",
+        "_name_or_path",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+        "torchscript",
+        "tie_encoder_decoder",
+        "chunk_size_feed_forward",
+        "is_encoder_decoder",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "tokenizer_class",
+        "bad_words_ids",
+    }
+)
+# Fields whose only supported values are listed (anything else changes the maths).
+REQUIRED_VALUES = {
+    "hidden_act": ("silu",),
+    "attention_bias": (False,),
+    "mlp_bias": (False,),
+    "pretraining_tp": (1,),
+    "attention_dropout": (0, 0.0),
+    "use_sliding_window": (False,),
+    "sliding_window": (None,),
+}
+USED_FIELDS = frozenset(
+    {
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "rms_norm_eps",
+        "max_position_embeddings",
+        "tie_word_embeddings",
+        "rope_theta",
+        "rope_parameters",
+        "rope_scaling",
+        "layer_types",
+        "max_window_layers",
+    }
+)
+SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64}
+
+
+class Checkpoint(NamedTuple):
+    config: llama.LlamaConfig
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    apply: llama.Decoder
+    eos_token_ids: tuple[int, ...]  # stop tokens for the sampler, from config.json / generation_config.json
+    tokenizer: Any  # tokenizers.Tokenizer, or None without tokenizer.json
+
+
+def _rope(hf: dict) -> tuple[float, tuple | None]:
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    theta = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind == "default":
+        return theta, None
+    if kind == "llama3":
+        keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+        return theta, (*(float(rope[k]) for k in keys[:3]), int(rope[keys[3]]))
+    raise ValueError(
+        f"RoPE type {kind!r} is not supported (only 'default' and 'llama3'); convert another model"
+    )
+
+
+def config_from_hf(hf: dict, *, param_dtype: str = "float32") -> llama.LlamaConfig:
+    """A :class:`LlamaConfig` from a parsed ``config.json``; unsupported fields raise ``ValueError``."""
+    archs = hf.get("architectures") or []
+    if len(archs) != 1 or archs[0] not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {archs!r}; cat_jax converts exactly one of {sorted(ARCHITECTURES)}"
+        )
+    kind = ARCHITECTURES[archs[0]]
+    for name, value in hf.items():
+        if name in METADATA_FIELDS or name in USED_FIELDS:
+            continue
+        if name == "sliding_window" and kind == "qwen2" and not hf.get("use_sliding_window", False):
+            continue  # Qwen2 only uses the window when use_sliding_window is true.
+        if name in REQUIRED_VALUES:
+            if value not in REQUIRED_VALUES[name]:
+                raise ValueError(
+                    f"config.json field {name}={value!r} is not supported by cat_jax (allowed: "
+                    f"{REQUIRED_VALUES[name]}); use a checkpoint without it"
+                )
+            continue
+        raise ValueError(
+            f"unsupported config.json field {name}={value!r}; cat_jax would ignore it, so it refuses"
+        )
+    if any(t != "full_attention" for t in hf.get("layer_types") or ()):
+        raise ValueError(
+            f"layer_types {hf['layer_types']} has non-full attention layers; cat_jax has no sliding window"
+        )
+    theta, scaling = _rope(hf)
+    heads = hf["num_attention_heads"]
+    head_dim = hf.get("head_dim")
+    if head_dim == hf["hidden_size"] // heads:
+        head_dim = None  # the default: one canonical config (and graphdef) per architecture
+    return llama.LlamaConfig(
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=head_dim,
+        rope_theta=theta,
+        rope_scaling=scaling,
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        qkv_bias=kind == "qwen2",
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        max_position_embeddings=hf.get("max_position_embeddings", 2048),
+        param_dtype=param_dtype,
+    )
+
+
+def config_to_hf(config: llama.LlamaConfig) -> dict:
+    """``config.json`` contents for a config (Qwen2 when it has q/k/v bias, else Llama)."""
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling is not None:
+        f, lo, hi, old = config.rope_scaling
+        rope.update(rope_type="llama3", factor=f, low_freq_factor=lo, high_freq_factor=hi)
+        rope["original_max_position_embeddings"] = old
+    arch = "Qwen2ForCausalLM" if config.qkv_bias else "LlamaForCausalLM"
+    return {
+        "architectures": [arch],
+        "model_type": ARCHITECTURES[arch],
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "head_dim": config.dim_head,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.rms_norm_eps,
+        "max_position_embeddings": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_embeddings,
+        "rope_parameters": rope,
+        "dtype": config.param_dtype,
+    }
+
+
+def _hf_names(config: llama.LlamaConfig) -> dict[str, tuple[tuple, bool]]:
+    """HF tensor name -> (path in the cat_jax pure dict, transpose)."""
+    names: dict[str, tuple[tuple, bool]] = {"model.embed_tokens.weight": (("embed",), False)}
+    names["model.norm.weight"] = (("norm", "scale"), False)
+    if not config.tie_embeddings:
+        names["lm_head.weight"] = (("lm_head", "kernel"), True)
+    for i in range(config.num_layers):
+        pre = f"model.layers.{i}."
+        for hf, ours in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("o_proj", "o")):
+            names[f"{pre}self_attn.{hf}.weight"] = (("layers", i, "attn", ours, "kernel"), True)
+            if config.qkv_bias and ours != "o":
+                names[f"{pre}self_attn.{hf}.bias"] = (("layers", i, "attn", ours, "bias"), False)
+        for hf in ("gate", "up", "down"):
+            names[f"{pre}mlp.{hf}_proj.weight"] = (("layers", i, "mlp", hf, "kernel"), True)
+        names[f"{pre}input_layernorm.weight"] = (("layers", i, "attn_norm", "scale"), False)
+        names[f"{pre}post_attention_layernorm.weight"] = (("layers", i, "mlp_norm", "scale"), False)
+    return names
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    try:
+        return safetensors.numpy.load_file(path)
+    except TypeError:
+        pass  # bfloat16 (numpy has no such dtype): read the same format by hand, memory-mapped.
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(
+                f"tensor {name} has dtype {info['dtype']}; cat_jax reads {sorted(SAFETENSORS_DTYPES)}"
+            )
+        start, end = info["data_offsets"]
+        out[name] = data[start:end].view(SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def _write_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
+    if all(t.dtype != ml_dtypes.bfloat16 for t in tensors.values()):
+        safetensors.numpy.save_file(tensors, path, metadata={"format": "pt"})
+        return
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset, blobs = 0, []
+    for name, t in tensors.items():
+        blob = np.ascontiguousarray(t).tobytes()
+        dtype = {v: k for k, v in SAFETENSORS_DTYPES.items()}[t.dtype.type]
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format aligns the data section to 8 bytes
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        for blob in blobs:
+            f.write(blob)
+
+
+def _weight_files(path: str) -> list[str]:
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+        return [os.path.join(path, name) for name in files]
+    single = os.path.join(path, "model.safetensors")
+    if not os.path.exists(single):
+        raise ValueError(f"{path} has neither model.safetensors nor model.safetensors.index.json")
+    return [single]
+
+
+def load_tokenizer(path: str, vocab_size: int | None = None):
+    """``tokenizers.Tokenizer`` from ``path/tokenizer.json`` (None if absent), checked against the vocab."""
+    file = os.path.join(path, "tokenizer.json")
+    if not os.path.exists(file):
+        return None
+    import tokenizers  # only needed when a tokenizer is present
+
+    tok = tokenizers.Tokenizer.from_file(file)
+    if vocab_size is not None and tok.get_vocab_size() > vocab_size:
+        raise ValueError(
+            f"tokenizer.json has {tok.get_vocab_size()} tokens but the model's vocab_size is {vocab_size}: "
+            "token ids would index past the embedding; use the tokenizer that belongs to this checkpoint"
+        )
+    return tok
+
+
+def _eos_ids(path: str, hf: dict) -> tuple[int, ...]:
+    ids: list[int] = []
+    gen = os.path.join(path, "generation_config.json")
+    for source in (hf, json.load(open(gen)) if os.path.exists(gen) else {}):
+        value = source.get("eos_token_id")
+        ids += [] if value is None else [value] if isinstance(value, int) else list(value)
+    return tuple(sorted(set(ids)))
+
+
+def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
+    """A local HF directory -> config, params in ``param_dtype``, logits function, EOS ids, tokenizer."""
+    with open(os.path.join(path, "config.json")) as f:
+        hf = json.load(f)
+    config = config_from_hf(hf, param_dtype=param_dtype)
+    graphdef, state = llama.abstract(config)
+    pure = nnx.to_pure_dict(state)
+    names = _hf_names(config)
+    seen = set()
+    for file in _weight_files(path):
+        for name, tensor in _read_safetensors(file).items():
+            if re.fullmatch(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", name):
+                continue  # old checkpoints store the RoPE table; it is recomputed from the config
+            if name == "lm_head.weight" and config.tie_embeddings:
+                continue  # tied: the same tensor as the embedding
+            if name not in names:
+                raise ValueError(
+                    f"unexpected tensor {name!r} in {file}; not part of a {hf['architectures'][0]}"
+                )
+            where, transpose = names[name]
+            node = pure
+            for key in where[:-1]:
+                node = node[key]
+            target = node[where[-1]]
+            value = np.asarray(tensor).T if transpose else np.asarray(tensor)
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"tensor {name} has shape {value.shape} after transpose, expected {target.shape}"
+                )
+            node[where[-1]] = jnp.asarray(value.astype(np.float32), dtype=config.dtype)
+            seen.add(name)
+    missing = sorted(set(names) - seen)
+    if missing:
+        raise ValueError(f"checkpoint {path} is missing tensors {missing[:5]} ({len(missing)} in all)")
+    nnx.replace_by_pure_dict(state, pure)
+    tokenizer = load_tokenizer(path, config.vocab_size)
+    return Checkpoint(config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer)
+
+
+def save(
+    path: str, config: llama.LlamaConfig, params: nnx.State, *, max_shard_bytes: int | None = None
+) -> None:
+    """Write ``config.json`` and safetensors (sharded with an index when larger than ``max_shard_bytes``)."""
+    os.makedirs(path, exist_ok=True)
+    pure = jax.device_get(nnx.to_pure_dict(params))
+    tensors = {}
+    for name, (where, transpose) in _hf_names(config).items():
+        node = pure
+        for key in where:
+            node = node[key]
+        value = np.asarray(node)
+        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config_to_hf(config), f, indent=2)
+    total = sum(t.nbytes for t in tensors.values())
+    if max_shard_bytes is None or total <= max_shard_bytes:
+        _write_safetensors(tensors, os.path.join(path, "model.safetensors"))
+        return
+    shards: list[dict[str, np.ndarray]] = [{}]
+    for name, t in tensors.items():
+        if shards[-1] and sum(x.nbytes for x in shards[-1].values()) + t.nbytes > max_shard_bytes:
+            shards.append({})
+        shards[-1][name] = t
+    width, weight_map = max(5, int(math.log10(len(shards))) + 1), {}
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:0{width}d}-of-{len(shards):0{width}d}.safetensors"
+        _write_safetensors(shard, os.path.join(path, file))
+        weight_map.update(dict.fromkeys(shard, file))
+    with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
