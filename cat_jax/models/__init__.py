@@ -1,5 +1,6 @@
 """Policy models: a Llama-family decoder (Flax NNX), LoRA adapters, Hugging Face checkpoint conversion."""
 
+from cat_jax.models import convert, llama, lora
 from cat_jax.models.llama import (
     PRESETS,
     Decoder,
@@ -18,8 +19,11 @@ __all__ = [
     "LlamaConfig",
     "abstract",
     "apply",
+    "convert",
     "decoder",
     "init",
     "init_cache",
+    "llama",
+    "lora",
     "preset",
 ]
