@@ -180,7 +180,7 @@ class Linear(nnx.Module):
     def __call__(self, x: Array) -> Array:
         y = _dot(x, self.kernel[...])
         if self.bias is not None:
-            y = y + self.bias[...].astype(jnp.float32)
+            y = y + self.bias[...].astype(jnp.float32).reshape((1,) * (y.ndim - 1) + (-1,))
         if self.lora is not None:
             y = y + self.lora(x)
         return y
@@ -194,7 +194,7 @@ class RMSNorm(nnx.Module):
     def __call__(self, x: Array) -> Array:
         x = x.astype(jnp.float32)
         x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
-        return x * self.scale[...].astype(jnp.float32)
+        return x * self.scale[...].astype(jnp.float32).reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def rope_frequencies(config: LlamaConfig) -> np.ndarray:
@@ -214,7 +214,7 @@ def rope_frequencies(config: LlamaConfig) -> np.ndarray:
 
 def apply_rope(x: Float[Array, "b t h d"], positions: Int[Array, "b t"], inv_freq: np.ndarray) -> Array:
     """Rotate-half RoPE (the Hugging Face convention: pairs (i, i + d/2)), in float32."""
-    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [b, t, d/2]
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]  # [b, t, d/2]
     angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
     cos, sin = jnp.cos(angles), jnp.sin(angles)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
