@@ -101,6 +101,7 @@ def _plan(n: int, ks: tuple[int, ...], slots: int, ties: str, dtype_name: str):
     )
 
 
+@functools.partial(jax.jit, static_argnames=("n", "ks", "ties", "slots"))
 def majority_curve(
     sizes: Int[Array, "b n"],
     correct: Bool[Array, "b n"],
@@ -138,7 +139,10 @@ def majority_curve(
 
         def level(carry, t, sz=sz, cf=cf, w=w, om=om):
             a_t, acc = carry
-            d_t = expand(jax.lax.dynamic_index_in_dim(mag, t, axis=1, keepdims=False)[sz]) * phase[t]
+            d_t = (
+                expand(jax.lax.dynamic_index_in_dim(mag, t, axis=1, keepdims=False)[sz])
+                * phase[t][None, None, :]
+            )
             big = sz >= t
             p0 = jnp.ones((b, w.shape[1], a_t.shape[-1]), a_t.dtype)
             p1 = jnp.zeros_like(p0)

@@ -87,7 +87,7 @@ def _same_shape(ref_name: str, ref: Array, name: str, x: ArrayLike | None) -> Ar
 
 
 def _budgets(ks, n: int, name: str = "k") -> tuple[int, ...]:
-    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+    if not isinstance(ks, (tuple, list, range, np.ndarray)):
         ks = (ks,)
     ks = tuple(ks)
     if not ks:
@@ -177,7 +177,7 @@ def majority_vote(
     count, leader = _cluster_stats(ids, v)
     top = jnp.max(count, axis=-1)
     # Largest count first, then the earliest first occurrence.
-    score = jnp.where(leader, count * (n + 1) + (n - jnp.arange(n)), -1)
+    score = jnp.where(leader, count * (n + 1) + (n - jnp.arange(n))[None, :], -1)
     idx = jnp.argmax(score, axis=-1)
     winner = jnp.take_along_axis(ids, idx[:, None], axis=-1)[:, 0]
     has = top > 0

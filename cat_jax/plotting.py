@@ -22,7 +22,7 @@ def plot_scaling_curves(
     ylabel: str = "score",
     title: str | None = None,
     path: str | None = None,
-    scale: float = 1.0,
+    scale: float | int = 1.0,
 ):
     """Plot several models' scaling curves (mean ± SE band) against ``k`` on a log2 axis.
 

@@ -32,6 +32,7 @@ def _powers(p: Array, n: int) -> Array:
     return jnp.concatenate([jnp.ones_like(p)[..., None], jnp.cumprod(reps, axis=-1)], axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames=("n", "ties"))
 def win_polynomial(
     probs: Float[Array, "b c"], p_invalid: Float[Array, " b"], target: Int[Array, " b"], *, n: int, ties: str
 ) -> Float[Array, " b"]:
