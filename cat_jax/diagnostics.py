@@ -16,6 +16,7 @@ table.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -178,7 +179,7 @@ def sensitivity_mc(
     return _summary(s, pv, target, policy, f"monte_carlo[{trials}]", se)
 
 
-def plus_ratio_to_rho(r: ArrayLike) -> np.ndarray:
+def plus_ratio_to_rho(r: ArrayLike | Sequence[float]) -> np.ndarray:
     r"""Convert the saved Figure-9 statistic ``a/(a+C)`` (a sign error) to ``rho = a/(a-C) = r/(2r-1)``.
 
     Valid for ``r`` in ``(0.5, 1]`` (SPEC §4.2); anything else raises rather than being clipped.
