@@ -13,8 +13,9 @@ ignored (its cache slots are overwritten before they become visible). The sample
 3. runs one ``lax.while_loop`` of at most ``max_new_tokens`` single-token steps, which exits as soon as every
    sequence has emitted a stop token.
 
-Randomness: sample ``n`` of prompt ``b`` at step ``i`` uses ``fold_in(fold_in(fold_in(key, b), n), i)`` and
-the Gumbel-max trick, so a row's tokens depend on the key and on that row only (not on the batch size, the
+Randomness: sample ``n`` of prompt ``b`` at step ``i`` draws one uniform from
+``fold_in(fold_in(fold_in(key, b), n), i)`` and inverts the CDF of its sampling distribution, so a row's
+tokens depend on the key and on that row only (not on the batch size, the
 other rows, or how the batch is sharded).
 """
 
@@ -216,9 +217,16 @@ def _sample(
         else:
             scores = strategy.scores(logits_v)
             step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, step)
-            gumbel = jax.vmap(lambda k: jax.random.gumbel(k, scores.shape[-1:], jnp.float32))(step_keys)
-            tok = jnp.argmax(scores + gumbel, axis=-1)
-            logp_s = jnp.take_along_axis(jax.nn.log_softmax(scores, axis=-1), tok[:, None], axis=-1)[:, 0]
+            # Inverse-CDF sampling: one uniform per row instead of a Gumbel per vocabulary entry (the
+            # per-token random bits dominated the decode step on CPU). u > 0 so zero-probability tokens
+            # (filtered to -inf) can never be drawn.
+            u = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32, jnp.finfo(jnp.float32).tiny, 1.0))(
+                step_keys
+            )
+            logp_all = jax.nn.log_softmax(scores, axis=-1)
+            cdf = jnp.cumsum(jnp.exp(logp_all), axis=-1)
+            tok = jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1)
+            logp_s = jnp.take_along_axis(logp_all, tok[:, None], axis=-1)[:, 0]
         lm = jnp.take_along_axis(logp_model, tok[:, None], axis=-1)[:, 0]
         return tok.astype(jnp.int32), logp_s, lm
 

@@ -1,0 +1,1 @@
+"""Side-by-side performance measurements (run as modules: python -m benchmarks.<name>)."""
