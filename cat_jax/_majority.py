@@ -7,7 +7,7 @@ binomial ``A_i^{(t)}(z) = sum_{x<t} C(n_i, x) z^x``. Ties at ``t`` are marked wi
 z^t``; a win shared by ``m`` tied answers is worth ``1/m = int_0^1 w^{m-1} dw`` (exact Gauss–Legendre, the
 degree in ``w`` is below the number of clusters that can reach ``t``). Only clusters with ``n_i >= t`` are
 truncated, the others contribute ``(1+z)^{n_i}``; with sizes sorted in decreasing order slot ``s`` can reach
-``t`` only if ``(s+1) t <= n``, which bounds the work per level.
+``t`` only if ``(s+1) t <= n``, which bounds the work per level (and the degree in ``w``).
 
 The polynomials are never expanded: they are multiplied pointwise at ``n+1`` points on circles ``|z| = rho``
 (normalised by ``(1+rho)^{n_i}`` so every value has modulus <= 1) and the ``z^k`` coefficients are read off
@@ -76,19 +76,24 @@ def _plan(n: int, ks: tuple[int, ...], slots: int, ties: str, dtype_name: str):
     read = np.zeros((len(radii) * half, len(ks)), np.complex128)
     for col, (k, r) in enumerate(zip(ks, assign, strict=True)):
         read[r * half : (r + 1) * half, col] = w_m * np.exp(-1j * k * theta) * np.exp(_log_l(radii[r], k, n))
+    # Levels with the same bounds share one scan: at level t at most min(slots, n // t) clusters can reach t
+    # (sizes sorted decreasingly), and the tie polynomial in w has degree below that.
     bands = []
-    g = 0
-    while (1 << g) <= n:
-        lo, hi = 1 << g, min((1 << (g + 1)) - 1, n)
-        s_g = min(slots, n // lo)
-        q = (s_g + 1) // 2 if ties == "first" else 1
+    for t in range(1, n + 1):
+        s_t = min(slots, n // t)
+        if bands and bands[-1][2] == s_t:
+            bands[-1][1] = t
+        else:
+            bands.append([t, t, s_t])
+    for band in bands:
+        s_t = band[2]
         if ties == "first":
-            x, wq = np.polynomial.legendre.leggauss(q)
+            x, wq = np.polynomial.legendre.leggauss((s_t + 1) // 2)
             nodes, weights = (x + 1) / 2, wq / 2
         else:
             nodes, weights = np.zeros(1), np.ones(1)
-        bands.append((lo, hi, s_g, nodes.astype(dtype), weights.astype(dtype)))
-        g += 1
+        band += [nodes.astype(dtype), weights.astype(dtype)]
+    bands = [tuple(b) for b in bands]
     return dict(
         half=half,
         n_radii=len(radii),
