@@ -1,7 +1,7 @@
 """Jit sampler over an explicit KV cache: N completions per prompt in one compiled loop, and exact scoring.
 
 Any logits function ``apply(params, tokens [b, t], positions [b, t], cache) -> (logits [b, t, v], cache)``
-plugs in (DESIGN.md §3), as long as every cache leaf has the batch on axis 0 and cache slots on axis 1
+plugs in (DESIGN.md §3), as long as every cache leaf has the batch on axis 0 and cache slots on axis -2
 (``cat_jax.models.init_cache`` builds one). ``apply`` is a static argument of the compiled loop, so it must
 be hashable by value (``cat_jax.models.decoder(graphdef)`` is) to reuse the compilation across calls.
 
@@ -128,8 +128,8 @@ class Samples(NamedTuple):
 
 
 def cache_size(cache: PyTree) -> int:
-    """Slots per row of a cache (axis 1 of its leaves)."""
-    return int(jax.tree.leaves(cache)[0].shape[1])
+    """Slots per row of a cache (axis -2 of its leaves)."""
+    return int(jax.tree.leaves(cache)[0].shape[-2])
 
 
 def sample(

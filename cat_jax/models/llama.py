@@ -16,8 +16,8 @@ to the parameter dtype and accumulate in float32 (``preferred_element_type``); t
 RoPE, attention scores, softmax and the output logits are float32. The KV cache and attention probabilities
 are in the parameter dtype. With float32 parameters every step is float32 (the HF parity tests, 1e-4).
 
-**KV cache.** A tuple with one ``{"k", "v"}`` dict per layer, each ``[batch, size, kv_heads, head_dim]``:
-batch on axis 0 and cache slot on axis 1 for every leaf (the sampler relies on this). A token at position
+**KV cache.** A tuple with one ``{"k", "v"}`` dict per layer, each ``[batch, kv_heads, size, head_dim]``:
+batch on axis 0 and cache slot on axis -2 for every leaf (the sampler relies on this). A token at position
 ``p`` is written to slot ``p`` and attends to slots ``<= p``. With right-padded prompts this is exact: slots
 past a row's length hold padding only until the generated token at that position overwrites them, and
 causality hides them before that.
@@ -238,20 +238,33 @@ class Attention(nnx.Module):
         k = apply_rope(self.k(x).reshape(b, t, kvh, hd), positions, inv_freq).astype(c.dtype)
         v = self.v(x).reshape(b, t, kvh, hd).astype(c.dtype)
         if layer_cache is None:
-            keys, values, key_pos = k, v, positions
+            keys, values, key_pos = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), positions
         else:
             rows = jnp.arange(b)[:, None]
             # Out-of-range slots are dropped, never clamped onto the last slot.
-            keys = layer_cache["k"].at[rows, positions].set(k, mode="drop")
-            values = layer_cache["v"].at[rows, positions].set(v, mode="drop")
+            # Advanced indices around a slice: the update is laid out [b, t, kv_heads, d], as k and v are.
+            keys = layer_cache["k"].at[rows, :, positions].set(k, mode="drop")
+            values = layer_cache["v"].at[rows, :, positions].set(v, mode="drop")
             layer_cache = {"k": keys, "v": values}
-            key_pos = jnp.broadcast_to(jnp.arange(keys.shape[1])[None, :], (b, keys.shape[1]))
+            key_pos = jnp.broadcast_to(jnp.arange(keys.shape[2])[None, :], (b, keys.shape[2]))
         q = q.reshape(b, t, kvh, g, hd).astype(c.dtype)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, keys, preferred_element_type=jnp.float32) / math.sqrt(hd)
+        # One query token (decoding): a broadcast multiply-reduce, not b * kv_heads tiny batched matmuls;
+        # with the [b, kv, s, d] cache layout the decode step went from 14 to 9 ms (tiny config, batch 256,
+        # CPU). Prefill keeps the einsum.
+        scale = 1.0 / math.sqrt(hd)
+        if t == 1:
+            qk = q[:, 0, :, :, None, :].astype(jnp.float32) * keys[:, :, None].astype(jnp.float32)
+            scores = jnp.sum(qk, axis=-1)[:, :, :, None, :] * scale  # [b, k, g, 1, s]
+        else:
+            scores = jnp.einsum("btkgd,bksd->bkgts", q, keys, preferred_element_type=jnp.float32) * scale
         visible = key_pos[:, None, :] <= positions[:, :, None]  # [b, t, s]; every query sees itself
         scores = jnp.where(visible[:, None, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(c.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, values, preferred_element_type=jnp.float32)
+        if t == 1:
+            pv = probs[:, :, :, 0, :, None].astype(jnp.float32) * values[:, :, None].astype(jnp.float32)
+            out = jnp.sum(pv, axis=-2)[:, None]  # [b, 1, k, g, d]
+        else:
+            out = jnp.einsum("bkgts,bksd->btkgd", probs, values, preferred_element_type=jnp.float32)
         return self.o(out.reshape(b, t, c.num_heads * hd)), layer_cache
 
 
@@ -335,7 +348,7 @@ def abstract(config: LlamaConfig) -> tuple[nnx.GraphDef, nnx.State]:
 
 def init_cache(config: LlamaConfig, batch: int, size: int) -> Cache:
     """Zero KV cache with ``size`` slots per row (prompt length plus new tokens)."""
-    shape = (batch, size, config.num_kv_heads, config.dim_head)
+    shape = (batch, config.num_kv_heads, size, config.dim_head)
     return tuple(
         {"k": jnp.zeros(shape, config.dtype), "v": jnp.zeros(shape, config.dtype)}
         for _ in range(config.num_layers)
