@@ -81,7 +81,7 @@ def numpy_majority(ids, correct, valid, k, rng, trials=500):
     return hit.mean(-1)
 
 
-def timed(fn, repeats=3):
+def timed(fn, repeats=5):
     times = []
     out = None
     for _ in range(repeats):
@@ -102,7 +102,7 @@ def machine() -> str:
         pass
     return (
         f"{cpu}; {len(os.sched_getaffinity(0))} usable cores; Python {sys.version.split()[0]}; "
-        f"jax {jax.__version__} ({jax.default_backend()}, float32); shared machine, timings are medians of 3"
+        f"jax {jax.__version__} ({jax.default_backend()}, float32); shared machine, timings are medians of 5"
     )
 
 
@@ -156,8 +156,10 @@ def main(argv=None):
     gap16 = float(np.abs(ex - np.asarray(exact["first", 16])).max())
 
     def z_scores(mc, ex):  # per budget: mean over problems, SE from the exact per-problem variances
-        se = np.sqrt((ex * (1 - ex)).sum(0) / 499) / ex.shape[0]
-        return np.abs(mc.mean(0) - ex.mean(0)) / np.maximum(se, 1e-12)
+        v = np.clip(ex, 0, 1)  # float32 rounding leaves values ~1e-7 outside [0, 1]
+        se = np.sqrt((v * (1 - v)).sum(0) / 499) / ex.shape[0]
+        keep = se > 1e-4  # budgets where every problem is certain (0 or 1) have no MC error to compare
+        return np.abs(mc.mean(0) - ex.mean(0))[keep] / se[keep]
 
     z_ref, z_np = z_scores(ref, ex[:m]), z_scores(npmc, ex[:sub])
     t_first = rows[0][1]
@@ -186,7 +188,7 @@ def main(argv=None):
         f"| **{np_s / t_first:.0f}x** |",
         "",
         "Agreement (exact has no Monte Carlo error): z = |MC mean - exact mean| / MC SE per budget, over the",
-        f"problems each MC ran on. Reference MC ({m} problems): max z over {n} budgets = {z_ref.max():.2f}, "
+        f"problems each MC ran on. Reference MC ({m} problems): max z over the budgets = {z_ref.max():.2f}, "
         f"mean {z_ref.mean():.2f}; NumPy MC ({sub} problems): max {z_np.max():.2f}, mean {z_np.mean():.2f}.",
         f"max_clusters={slots} vs 16 (more slots than needed) differ by at most {gap16:.1e}.",
         f"Mean Maj@k of the exact curve at k = 1, 8, {n}: {ex[:, 0].mean():.4f}, {ex[:, 7].mean():.4f}, "
