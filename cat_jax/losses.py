@@ -1,0 +1,402 @@
+r"""Log-probs of completions, CAT SFT losses and the CAT RL policy loss (SPEC §2.4, §2.7, §2.10, §3.2).
+
+Two layers (DESIGN §2.5):
+
+* maths on arrays, unreduced: :func:`token_log_probs`, :func:`completion_log_probs`,
+  :func:`sft_sequence_losses`, :func:`policy_loss_terms` (per completion);
+* ``loss_fn(params, batch, rng) -> (loss, metrics)`` factories for ``jax.value_and_grad(has_aux=True)``:
+  :func:`make_sft_loss_fn` and :func:`make_rl_loss_fn`, for any model used through
+  ``apply_fn(params, tokens, positions, cache) -> (logits, cache)``.
+
+Token layout: ``labels [b, L]`` hold the target token at supervised positions and ``-100`` elsewhere; one
+causal shift, so position ``t`` is scored by ``log_softmax(logits[t-1])[labels[t]]`` and position 0 is never
+supervised. Per-token log-probs are returned in the same ``[b, L]`` layout (0 at unsupervised positions), the
+layout of :func:`cat_jax.sampling.sequence_log_probs`, so old/reference log-probs from the sampler plug in.
+
+Micro-batching: every loss here is a *sum* of per-sequence terms divided by a denominator that the caller
+may fix for the whole logical batch (``batch["denominator"]``: sequences or target tokens of the SFT
+accumulation window; ``batch["num_completions"]``: ``B M`` for RL). Summing the gradients of the
+micro-batches then equals the gradient of the whole batch exactly (with ``optax.MultiSteps``, which averages,
+pass the denominator divided by the number of micro-steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Shaped
+
+from cat_jax import numerics as nx
+from cat_jax import objectives as obj
+
+IGNORE = -100  # label of an unsupervised position (the Hugging Face convention the data pipeline uses)
+SFT_STRATEGIES = ("ce", "passn", "majority")
+SFT_REDUCTIONS = ("sequence_mean", "token_mean")
+SURROGATES = ("reinforce", "clipped")
+
+ApplyFn = Callable[..., tuple[Array, Any]]
+LossFn = Callable[[PyTree, Mapping[str, Array], Array], tuple[Array, dict[str, Array]]]
+
+
+# ----------------------------------------------------------------------------- log-probs
+
+
+def check_supervision(
+    labels: Int[ArrayLike, "*b l"],
+    mask: Shaped[ArrayLike, "*b l"] | None = None,
+    *,
+    vocab_size: int | None = None,
+) -> None:
+    """Eagerly validate a supervision batch; raises ``ValueError`` naming ``labels`` or ``mask``.
+
+    Rules (SPEC §2.10): labels are ``-100`` or a token id in ``[0, vocab_size)``; position 0 is unsupervised
+    (nothing predicts it); every row has at least one target; with an attention ``mask`` (1 = real token) a
+    target may not sit on padding nor be predicted from a padding position.
+    """
+    lab = np.asarray(jax.device_get(labels))
+    if lab.ndim < 1 or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array [..., L], got {lab.dtype}{list(lab.shape)}")
+    sup = lab != IGNORE
+    if vocab_size is not None and ((lab[sup] < 0) | (lab[sup] >= vocab_size)).any():
+        raise ValueError(f"labels must be -100 or in [0, {vocab_size}), got {np.unique(lab[sup])[:5]}")
+    if (lab[sup] < 0).any():
+        raise ValueError(f"labels must be -100 or a token id >= 0, got {np.unique(lab[sup & (lab < 0)])[:5]}")
+    if sup[..., 0].any():
+        raise ValueError("labels at position 0 must be -100: no logit predicts the first token")
+    empty = ~sup.any(axis=-1)
+    if empty.any():
+        raise ValueError(
+            f"labels: every row needs >= 1 target, rows {np.argwhere(empty).ravel()[:5]} have none"
+        )
+    if mask is None:
+        return
+    m = np.asarray(jax.device_get(mask))
+    if m.shape != lab.shape:
+        raise ValueError(f"mask must have the labels' shape {lab.shape}, got {m.shape}")
+    if not np.isin(m, (0, 1)).all():
+        raise ValueError("mask must contain only 0/1 (or booleans)")
+    m = m.astype(bool)
+    if (sup & ~m).any():
+        raise ValueError("labels: a target sits on a padding position (mask = 0)")
+    if (sup[..., 1:] & ~m[..., :-1]).any():
+        raise ValueError("labels: a target is predicted from a padding position (mask = 0 just before it)")
+
+
+def token_log_probs(logits: Float[Array, "*b l v"], labels: Int[ArrayLike, "*b l"]) -> Float[Array, "*b l"]:
+    r"""``out[t] = log softmax(logits[t-1])[labels[t]]`` where ``labels[t] != -100``, else 0; ``out[0] = 0``.
+
+    Half-precision logits are computed in float32. Unsupervised positions get an exact zero and no
+    gradient. Shapes ``[..., L, V], [..., L] -> [..., L]``.
+
+    >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))
+    >>> [round(float(x), 4) for x in token_log_probs(logits, jnp.array([[-100, 1, 0]]))[0]]
+    [0.0, -0.6931, -0.1054]
+    """
+    z = nx.as_float(logits)[..., :-1, :]
+    lab = jnp.asarray(labels)[..., 1:]
+    sup = lab != IGNORE
+    picked = jnp.take_along_axis(z, jnp.where(sup, lab, 0)[..., None], axis=-1)[..., 0]
+    lp = jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
+    return jnp.concatenate([jnp.zeros_like(lp[..., :1]), lp], axis=-1)
+
+
+def completion_log_probs(
+    logits: Float[Array, "*b l v"],
+    labels: Int[ArrayLike, "*b l"],
+    mask: Shaped[ArrayLike, "*b l"] | None = None,
+    *,
+    validate: bool = False,
+) -> tuple[Float[Array, "*b"], Int[Array, "*b"]]:
+    r"""Summed completion log-probability ``log p = sum_t log pi(labels[t] | <t)`` and targets per row.
+
+    ``log p`` is the *summed* log-probability the objectives take (never a token mean). ``validate=True``
+    runs :func:`check_supervision` eagerly (not under jit). Shapes ``[..., L, V], [..., L] -> [...], [...]``.
+
+    >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))
+    >>> lp, t = completion_log_probs(logits, jnp.array([[-100, 1, 0]]))
+    >>> round(float(lp[0]), 4), int(t[0])
+    (-0.7985, 2)
+    """
+    if validate:
+        check_supervision(labels, mask, vocab_size=jnp.shape(logits)[-1])
+    tok = token_log_probs(logits, labels)
+    return jnp.sum(tok, axis=-1), jnp.sum(jnp.asarray(labels) != IGNORE, axis=-1).astype(jnp.int32)
+
+
+def model_token_log_probs(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    tokens: Int[ArrayLike, "*b l"],
+    labels: Int[ArrayLike, "*b l"],
+    positions: Int[ArrayLike, "*b l"] | None = None,
+) -> Float[Array, "*b l"]:
+    """:func:`token_log_probs` of ``apply_fn(params, tokens, positions, None)``; leading axes are flattened
+    for the model and restored. Positions default to ``0..L-1`` (right padding)."""
+    tokens = jnp.asarray(tokens)
+    lead, length = tokens.shape[:-1], tokens.shape[-1]
+    flat = tokens.reshape(-1, length)
+    if positions is None:
+        pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None, :], flat.shape)
+    else:
+        pos = jnp.asarray(positions).reshape(-1, length)
+    logits, _ = apply_fn(params, flat, pos, None)
+    return token_log_probs(logits, jnp.asarray(labels).reshape(-1, length)).reshape(*lead, length)
+
+
+# ----------------------------------------------------------------------------- SFT
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTObjective:
+    """A CAT SFT objective: ``strategy`` ce | passn (``n``) | majority (``n``, ``k``) and the window
+    ``reduction`` sequence_mean | token_mean (SPEC §3.2). Validated on construction."""
+
+    strategy: str = "ce"
+    n: int = 1
+    k: int = 1
+    reduction: str = "sequence_mean"
+
+    def __post_init__(self):
+        nx.check_choice("strategy", self.strategy, SFT_STRATEGIES)
+        nx.check_choice("reduction", self.reduction, SFT_REDUCTIONS)
+        n = nx.check_int("n", self.n, minimum=1)
+        nx.check_int("k", self.k, minimum=1, maximum=n)
+        if self.strategy == "ce" and n != 1:
+            raise ValueError(f"n must be 1 with strategy='ce', got n={n}")
+        if self.strategy != "majority" and self.k != 1:
+            raise ValueError(f"k is only used by strategy='majority', got k={self.k}")
+
+    def objective(self) -> obj.Objective:
+        """The bound :class:`cat_jax.objectives.Objective`."""
+        if self.strategy == "ce":
+            return obj.get("ce")
+        if self.strategy == "passn":
+            return obj.get("passn", n=self.n)
+        return obj.get("majority", n=self.n, k=self.k)
+
+
+def sft_sequence_losses(log_p: Float[Array, "*b"], *, objective: SFTObjective) -> Float[Array, "*b"]:
+    r"""Per-sequence CAT SFT loss ``-log F(p)``: CE ``-log p``, Pass@N ``-log S_N``, Majority ``-log B_N,k``.
+
+    Differentiated directly (never CE times a weight). ``log p = 0`` (a padding row without targets)
+    gives 0 with zero gradient into the model. Shapes ``[...] -> [...]``.
+
+    >>> [round(float(x), 4) for x in sft_sequence_losses(jnp.log(jnp.array([0.1, 0.3])),
+    ...                                                  objective=SFTObjective("passn", n=4))]
+    [1.0674, 0.2746]
+    """
+    return objective.objective().sft_loss(log_p, reduction="none")
+
+
+def sft_denominator(labels: Int[ArrayLike, "*b l"], *, reduction: str) -> Int[Array, ""]:
+    """``D`` of one accumulation window (SPEC §3.2): rows with a target (sequence_mean) or target tokens."""
+    nx.check_choice("reduction", reduction, SFT_REDUCTIONS)
+    sup = jnp.asarray(labels) != IGNORE
+    if reduction == "token_mean":
+        return jnp.sum(sup).astype(jnp.int32)
+    return jnp.sum(jnp.any(sup, axis=-1)).astype(jnp.int32)
+
+
+def sft_loss(
+    logits: Float[Array, "b l v"],
+    labels: Int[ArrayLike, "b l"],
+    *,
+    objective: SFTObjective,
+    denominator: ArrayLike | None = None,
+) -> tuple[Float[Array, ""], dict[str, Array]]:
+    r"""``L = sum_i loss_i / D`` over the rows of this (micro-)batch and metrics.
+
+    ``D`` defaults to :func:`sft_denominator` of this batch; pass the window's ``D`` when it is split
+    into micro-batches. Metrics: ``loss/sft``, ``sft/log_p`` (mean over rows with targets),
+    ``sft/weight`` (mean ``w_SFT = -d loss_i / d log p_i``, a diagnostic), ``sft/target_tokens``.
+    """
+    log_p, tokens = completion_log_probs(logits, labels)
+    per = sft_sequence_losses(log_p, objective=objective)
+    d = sft_denominator(labels, reduction=objective.reduction) if denominator is None else denominator
+    d = jnp.asarray(d, per.dtype)
+    loss = jnp.sum(per) / d
+    rows = tokens > 0
+    nrows = jnp.maximum(jnp.sum(rows), 1)
+    lp = jax.lax.stop_gradient(log_p)
+    w = objective.objective().sft_weight_from_logp(lp)
+    metrics = {
+        "loss/sft": loss,
+        "sft/log_p": jnp.sum(jnp.where(rows, lp, 0)) / nrows,
+        "sft/weight": jnp.sum(jnp.where(rows, w, 0)) / nrows,
+        "sft/target_tokens": jnp.sum(tokens).astype(per.dtype),
+    }
+    return loss, metrics
+
+
+def make_sft_loss_fn(apply_fn: ApplyFn, *, objective: SFTObjective) -> LossFn:
+    """``loss_fn(params, batch, rng) -> (loss, metrics)`` for CAT SFT.
+
+    ``batch``: ``tokens [b, L]`` (model input), ``labels [b, L]`` (-100 where unsupervised), optional
+    ``positions [b, L]`` and ``denominator`` (the accumulation window's ``D``; see the module docstring).
+    ``rng`` is unused (no dropout) but kept for the common signature.
+    """
+    if not isinstance(objective, SFTObjective):
+        raise ValueError(f"objective must be an SFTObjective, got {type(objective).__name__}")
+
+    def loss_fn(params, batch, rng):
+        del rng
+        tokens = jnp.asarray(batch["tokens"])
+        pos = batch.get("positions")
+        if pos is None:
+            pos = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32)[None, :], tokens.shape)
+        logits, _ = apply_fn(params, tokens, pos, None)
+        return sft_loss(logits, batch["labels"], objective=objective, denominator=batch.get("denominator"))
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------------------- RL
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyLossConfig:
+    """RL policy loss (SPEC §2.7): ``surrogate`` reinforce | clipped (sequence ratio, ``clip_ratio``) and the
+    k3 KL to a frozen reference with coefficient ``kl_beta`` (0 = off)."""
+
+    surrogate: str = "reinforce"
+    clip_ratio: float = 0.2
+    kl_beta: float = 0.0
+
+    def __post_init__(self):
+        nx.check_choice("surrogate", self.surrogate, SURROGATES)
+        if not 0 < self.clip_ratio < 1:
+            raise ValueError(f"clip_ratio must be in (0, 1), got {self.clip_ratio}")
+        if not self.kl_beta >= 0:
+            raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}")
+
+
+def policy_loss_terms(
+    current: Float[Array, "*b l"],
+    mask: Bool[ArrayLike, "*b l"],
+    advantages: Float[ArrayLike, "*b"],
+    weights: Float[ArrayLike, "*b"],
+    *,
+    config: PolicyLossConfig,
+    old: Float[ArrayLike, "*b l"] | None = None,
+    reference: Float[ArrayLike, "*b l"] | None = None,
+) -> tuple[Float[Array, "*b"], dict[str, Array]]:
+    r"""Per-completion loss ``L_i`` (SPEC §2.7); the caller sums and divides by ``B M``.
+
+    With ``a = sg[A w]``, completion mask ``m_t`` and token log-probs ``l_t`` (``[..., L]``):
+    reinforce ``L = -a sum_t m_t l_t``; clipped ``rho = exp(sum_t m_t (l_t - sg[l_t^old]))``,
+    ``L = -min(rho a, clip(rho, 1 - eps, 1 + eps) a)``; plus, if ``beta > 0``,
+    ``beta sum_t m_t (e^D - D - 1) / sum_t m_t`` with ``D = sg[l^ref] - l`` (k3 KL, >= 0, 0 at the reference).
+
+    >>> cfg = PolicyLossConfig(surrogate="clipped")
+    >>> cur, m = jnp.array([[0.0, -0.1]]), jnp.array([[False, True]])
+    >>> L, _ = policy_loss_terms(cur, m, jnp.ones(1), jnp.ones(1), config=cfg, old=jnp.array([[0.0, -1.0]]))
+    >>> round(float(L[0]), 4)
+    -1.2
+    """
+    # The one place where gradients stop: advantages, weights, old and reference log-probs are constants.
+    a = jax.lax.stop_gradient(jnp.asarray(advantages) * jnp.asarray(weights)).astype(current.dtype)
+    old = None if old is None else jax.lax.stop_gradient(jnp.asarray(old, current.dtype))
+    reference = None if reference is None else jax.lax.stop_gradient(jnp.asarray(reference, current.dtype))
+
+    m = jnp.asarray(mask, bool)
+    cur = jnp.where(m, current, jnp.zeros_like(current))
+    metrics: dict[str, Array] = {}
+    if config.surrogate == "reinforce":
+        per = -a * jnp.sum(cur, axis=-1)
+    else:
+        if old is None:
+            raise ValueError(
+                "old (token log-probs of the sampling policy) is required by surrogate='clipped'"
+            )
+        ratio = jnp.exp(jnp.sum(jnp.where(m, cur - old, jnp.zeros_like(cur)), axis=-1))
+        clipped = jnp.clip(ratio, 1 - config.clip_ratio, 1 + config.clip_ratio)
+        per = -jnp.minimum(ratio * a, clipped * a)
+        metrics["rl/ratio"] = jnp.mean(jax.lax.stop_gradient(ratio))
+        metrics["rl/clipped_fraction"] = jnp.mean((ratio != clipped).astype(per.dtype))
+    if config.kl_beta > 0:
+        if reference is None:
+            raise ValueError(
+                "reference (token log-probs of the frozen reference) is required when kl_beta > 0"
+            )
+        # Masked positions see D = 0 so exp never meets an unscored (possibly huge) difference.
+        delta = jnp.where(m, reference - cur, jnp.zeros_like(cur))
+        ntok = jnp.sum(m, axis=-1).astype(per.dtype)
+        kl = jnp.sum(jnp.expm1(delta) - delta, axis=-1) / jnp.maximum(ntok, 1)
+        per = per + config.kl_beta * kl
+        metrics["rl/kl"] = jnp.mean(jax.lax.stop_gradient(kl))
+    return per, metrics
+
+
+def make_rl_loss_fn(apply_fn: ApplyFn, *, config: PolicyLossConfig) -> LossFn:
+    r"""``loss_fn(params, batch, rng) -> (loss, metrics)`` for CAT RL: ``sum_i L_i / (B M)``.
+
+    ``batch`` (any leading shape ``*b``, e.g. ``[B, M]`` or a chunk ``[r]`` of completions):
+    ``tokens [*b, L]``, ``mask [*b, L]`` (completion tokens to score; position 0 is never scored),
+    ``advantages [*b]``, ``weights [*b]``, ``num_completions`` (``B M`` of the *logical* batch; defaults to
+    this batch's size), ``old_log_probs [*b, L]`` (clipped surrogate), ``ref_log_probs [*b, L]``
+    (``kl_beta > 0``), optional ``positions``. Old/reference log-probs use the same token layout as
+    :func:`token_log_probs` (e.g. :func:`model_token_log_probs` or ``sampling.sequence_log_probs``).
+    """
+    if not isinstance(config, PolicyLossConfig):
+        raise ValueError(f"config must be a PolicyLossConfig, got {type(config).__name__}")
+    required = ["tokens", "mask", "advantages", "weights"]
+    if config.surrogate == "clipped":
+        required.append("old_log_probs")
+    if config.kl_beta > 0:
+        required.append("ref_log_probs")
+
+    def loss_fn(params, batch, rng):
+        del rng
+        missing = [key for key in required if key not in batch]
+        if missing:
+            raise ValueError(f"batch is missing {missing} (needed by {config})")
+        tokens = jnp.asarray(batch["tokens"])
+        mask = jnp.asarray(batch["mask"], bool)
+        mask = mask & (jnp.arange(tokens.shape[-1]) > 0).reshape((1,) * (mask.ndim - 1) + (-1,))
+        labels = jnp.where(mask, tokens, IGNORE)
+        cur = model_token_log_probs(apply_fn, params, tokens, labels, batch.get("positions"))
+        per, metrics = policy_loss_terms(
+            cur,
+            mask,
+            batch["advantages"],
+            batch["weights"],
+            config=config,
+            old=batch.get("old_log_probs"),
+            reference=batch.get("ref_log_probs"),
+        )
+        total = batch.get("num_completions", per.size)
+        loss = jnp.sum(per) / jnp.asarray(total, per.dtype)
+        return loss, {**metrics, "loss/policy": loss}
+
+    return loss_fn
+
+
+def weighted_policy_loss(
+    log_probs: Float[Array, "*b"],
+    advantages: Float[ArrayLike, "*b"],
+    weights: Float[ArrayLike, "*b"],
+    *,
+    reduction: str = "mean",
+) -> Float[Array, "..."]:
+    r"""``-reduce(sg[A w] log p)`` (SPEC §2.4): the bare weighted policy-gradient term, no ratio or KL.
+
+    >>> loss = lambda lp: weighted_policy_loss(lp, jnp.array([2.0]), jnp.array([3.0]))
+    >>> float(jax.grad(loss)(jnp.zeros(1))[0])
+    -6.0
+    """
+    nx.check_choice("reduction", reduction, obj.REDUCTIONS)
+    for name, x in (("advantages", advantages), ("weights", weights)):
+        if jnp.shape(x) != log_probs.shape:
+            raise ValueError(f"{name} must have the log_probs' shape {log_probs.shape}, got {jnp.shape(x)}")
+    a = jax.lax.stop_gradient(jnp.asarray(advantages) * jnp.asarray(weights)).astype(log_probs.dtype)
+    per = -a * log_probs
+    if reduction == "mean":
+        return jnp.mean(per)
+    if reduction == "sum":
+        return jnp.sum(per)
+    return per

@@ -1,0 +1,288 @@
+"""Completion log-probs, CAT SFT losses and the RL policy loss (SPEC §2.4, §2.7, §3.2, §6)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cat_jax import losses as L
+from cat_jax import objectives as obj
+
+V, D = 11, 6
+
+
+def tiny_params(seed=0, scale=1.0):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    dtype = jnp.zeros(()).dtype if not jax.config.jax_enable_x64 else jnp.float64
+    return {
+        "emb": jax.random.normal(k1, (V, D), dtype) * scale,
+        "out": jax.random.normal(k2, (D, V), dtype) * scale,
+    }
+
+
+def tiny_apply(params, tokens, positions, cache):
+    """A causal toy LM: logits at t depend on the running mean of the embeddings of tokens 0..t."""
+    e = params["emb"][tokens]
+    h = jnp.cumsum(e, axis=-2) / (positions[..., None] + 1).astype(e.dtype)
+    return jnp.tanh(h) @ params["out"], cache
+
+
+def _sequences():
+    # Four right-padded sequences of unequal lengths (pad id 0); prompt tokens unsupervised.
+    rows = [([3, 4], [5, 6, 7]), ([2], [9, 1]), ([8, 8, 3], [4, 2, 6, 5]), ([1, 2], [3])]
+    length = max(len(p) + len(c) for p, c in rows)
+    tokens = np.zeros((4, length), np.int32)
+    labels = np.full((4, length), -100, np.int32)
+    for i, (p, c) in enumerate(rows):
+        seq = p + c
+        tokens[i, : len(seq)] = seq
+        labels[i, len(p) : len(seq)] = c
+    return tokens, labels
+
+
+# ----------------------------------------------------------------------------- log-probs
+
+
+def test_completion_log_probs_equal_manual_causal_shift_and_mask_gradients():
+    tokens, labels = _sequences()
+    logits = jax.random.normal(jax.random.key(1), (*tokens.shape, V))
+    lp, t = L.completion_log_probs(logits, jnp.asarray(labels), validate=True)
+    ls = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+    want = [
+        sum(ls[i, s - 1, labels[i, s]] for s in range(tokens.shape[1]) if labels[i, s] != -100)
+        for i in range(4)
+    ]
+    np.testing.assert_allclose(np.asarray(lp), want, rtol=1e-5)
+    assert t.tolist() == [3, 2, 4, 1]
+    g = np.asarray(jax.grad(lambda z: jnp.sum(L.completion_log_probs(z, jnp.asarray(labels))[0]))(logits))
+    scored = np.zeros(tokens.shape, bool)
+    scored[:, :-1] = labels[:, 1:] != -100
+    assert np.all(g[~scored] == 0) and np.all(np.abs(g[scored]).sum(-1) > 0)
+
+
+def test_half_precision_logits_are_computed_in_float32():
+    tokens, labels = _sequences()
+    logits = jax.random.normal(jax.random.key(2), (*tokens.shape, V)).astype(jnp.bfloat16)
+    lp, _ = L.completion_log_probs(logits, jnp.asarray(labels))
+    assert lp.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("labels", "mask", "match"),
+    [
+        ([[5, 1, -100]], None, "position 0"),
+        ([[-100, -100, -100], [-100, 1, 2]], None, "every row"),
+        ([[-100, 1, 2]], [[1, 1, 0]], "padding"),
+        ([[-100, -100, 2]], [[1, 0, 1]], "predicted from a padding"),
+        ([[-100, 1, 2]], [[1, 2, 1]], "mask"),
+        ([[-100, 11, 2]], None, "labels"),
+        ([[-100, -7, 2]], None, "labels"),
+    ],
+)
+def test_bad_supervision_raises_naming_the_argument(labels, mask, match):
+    with pytest.raises(ValueError, match=match):
+        L.completion_log_probs(
+            jnp.zeros((len(labels), 3, V)),
+            jnp.asarray(labels, jnp.int32),
+            None if mask is None else jnp.asarray(mask, bool) if match != "mask" else np.asarray(mask),
+            validate=True,
+        )
+
+
+# ----------------------------------------------------------------------------- SFT
+
+
+def test_sft_objective_validation():
+    for kw, name in [
+        ({"strategy": "bon"}, "strategy"),
+        ({"reduction": "mean"}, "reduction"),
+        ({"strategy": "ce", "n": 4}, "n"),
+        ({"strategy": "majority", "n": 4, "k": 5}, "k"),
+        ({"strategy": "passn", "n": 4, "k": 2}, "k"),
+        ({"strategy": "passn", "n": 0}, "n"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            L.SFTObjective(**kw)
+
+
+def test_sft_sequence_losses_and_denominators():
+    lp = jnp.array([-0.5, -3.0, -40.0])
+    np.testing.assert_allclose(
+        np.asarray(L.sft_sequence_losses(lp, objective=L.SFTObjective())), -np.asarray(lp)
+    )
+    np.testing.assert_allclose(
+        np.asarray(L.sft_sequence_losses(lp, objective=L.SFTObjective("majority", n=8, k=3))),
+        np.asarray(obj.majority_sft_loss(lp, n=8, k=3, reduction="none")),
+    )
+    _, labels = _sequences()
+    labels = np.concatenate([labels, np.full((1, labels.shape[1]), -100, np.int32)])  # a padding row
+    assert int(L.sft_denominator(labels, reduction="sequence_mean")) == 4
+    assert int(L.sft_denominator(labels, reduction="token_mean")) == 10
+
+
+OBJECTIVES = [L.SFTObjective(), L.SFTObjective("passn", n=4), L.SFTObjective("majority", n=8, k=3)]
+
+
+def _all_grads(loss_fn):
+    """value_and_grad over several batches of different shapes in one compiled call (compiles dominate)."""
+    vg = jax.value_and_grad(loss_fn, has_aux=True)
+    return jax.jit(lambda params, batches: [vg(params, b, None) for b in batches])
+
+
+def _assert_sum_equals(results):
+    (loss, _), g = results[0]
+    total, gsum = 0.0, jax.tree.map(jnp.zeros_like, g)
+    for (li, _), gi in results[1:]:
+        total, gsum = total + li, jax.tree.map(jnp.add, gsum, gi)
+    np.testing.assert_allclose(float(total), float(loss), rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14), gsum, g)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: o.strategy)
+def test_sft_micro_batch_equivalence(objective, x64):
+    """One batch of 4 equals two micro-batches of 2 (unequal lengths, the first padded only to its own
+    longest row) for both reductions, when each micro-batch is divided by the window's denominator."""
+    params = tiny_params()
+    tokens, labels = _sequences()
+    f = _all_grads(L.make_sft_loss_fn(tiny_apply, objective=objective))
+    for reduction in L.SFT_REDUCTIONS:
+        d = L.sft_denominator(labels, reduction=reduction)
+        batches = [
+            {"tokens": tokens, "labels": labels, "denominator": d},
+            {"tokens": tokens[:2, :5], "labels": labels[:2, :5], "denominator": d},
+            {"tokens": tokens[2:], "labels": labels[2:], "denominator": d},
+        ]
+        _assert_sum_equals(f(params, batches))
+
+
+def test_sft_loss_gradient_is_weighted_ce():
+    """d loss / d log p_i = -w_SFT(p_i) / D: the CAT SFT loss re-weights CE per sequence."""
+    objective = L.SFTObjective("passn", n=4)
+    tokens, labels = _sequences()
+    logits = jax.random.normal(jax.random.key(3), (*tokens.shape, V))
+    lp, _ = L.completion_log_probs(logits, jnp.asarray(labels))
+    g = jax.grad(lambda x: jnp.sum(L.sft_sequence_losses(x, objective=objective)) / 4)(lp)
+    np.testing.assert_allclose(
+        np.asarray(g), -np.asarray(obj.passn_sft_weight_from_logp(lp, n=4)) / 4, rtol=1e-5
+    )
+    loss, m = L.sft_loss(logits, labels, objective=objective)  # default D: this batch's 4 sequences
+    assert float(m["sft/target_tokens"]) == 10
+    np.testing.assert_allclose(
+        float(loss), float(jnp.mean(obj.passn_sft_loss(lp, n=4, reduction="none"))), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        float(m["sft/weight"]), float(jnp.mean(obj.passn_sft_weight_from_logp(lp, n=4))), rtol=1e-5
+    )
+
+
+# ----------------------------------------------------------------------------- RL
+
+
+@pytest.mark.parametrize(("cur", "old", "a", "want"), [(-0.1, -1.0, 1.0, -1.2), (-2.0, -1.0, -1.0, 0.8)])
+def test_clipped_surrogate_values(cur, old, a, want):
+    cfg = L.PolicyLossConfig(surrogate="clipped")
+    mask = jnp.array([[False, True]])
+    per, _ = L.policy_loss_terms(
+        jnp.array([[0.0, cur]]), mask, jnp.array([a]), jnp.ones(1), config=cfg, old=jnp.array([[0.0, old]])
+    )
+    np.testing.assert_allclose(float(per[0]), want, rtol=1e-6)
+
+
+def test_policy_gradient_on_masked_tokens_is_minus_a_w_and_nothing_flows_elsewhere():
+    cur = jnp.array([[0.0, -0.3, -1.2, -0.4], [0.0, -2.0, 0.0, 0.0]])
+    mask = jnp.array([[False, True, True, False], [False, True, False, False]])
+    adv, w = jnp.array([1.5, -0.5]), jnp.array([2.0, 3.0])
+    cfg = L.PolicyLossConfig()
+
+    def total(c, a, ww):
+        return jnp.sum(L.policy_loss_terms(c, mask, a, ww, config=cfg)[0])
+
+    gc, ga, gw = jax.grad(total, argnums=(0, 1, 2))(cur, adv, w)
+    want = -np.asarray(adv * w)[:, None] * np.asarray(mask)
+    np.testing.assert_allclose(np.asarray(gc), want, rtol=1e-6)
+    assert not np.asarray(ga).any() and not np.asarray(gw).any()
+    p = L.weighted_policy_loss(jnp.array([-1.0, -2.0]), adv, w, reduction="sum")
+    np.testing.assert_allclose(float(p), 1.5 * 2 * 1 - 0.5 * 3 * 2, rtol=1e-6)
+
+
+def test_k3_kl_nonnegative_zero_at_reference_and_no_gradient_into_reference():
+    cfg = L.PolicyLossConfig(kl_beta=1.0)
+    mask = jnp.array([[False, True, True, True], [False, True, True, False]])
+    cur = -jax.random.uniform(jax.random.key(4), (2, 4)) * 3
+    ref = -jax.random.uniform(jax.random.key(5), (2, 4)) * 3
+    zero = jnp.zeros(2)
+
+    def kl(c, r):
+        return L.policy_loss_terms(c, mask, zero, zero, config=cfg, reference=r)[0]
+
+    assert np.all(np.asarray(kl(cur, ref)) >= 0)
+    np.testing.assert_array_equal(np.asarray(kl(cur, cur)), 0.0)
+    g_at_ref = jax.grad(lambda c: jnp.sum(kl(c, jax.lax.stop_gradient(c))))(cur)
+    np.testing.assert_array_equal(np.asarray(g_at_ref), 0.0)
+    g_ref = jax.grad(lambda r: jnp.sum(kl(cur, r)))(ref)
+    np.testing.assert_array_equal(np.asarray(g_ref), 0.0)
+    # Token mean per completion: sum over masked tokens / their count.
+    d = np.where(np.asarray(mask), np.asarray(ref - cur), 0.0)
+    want = (np.expm1(d) - d).sum(-1) / np.asarray(mask).sum(-1)
+    np.testing.assert_allclose(np.asarray(kl(cur, ref)), want, rtol=1e-5)
+
+
+def _rl_batch(params, old_params, ref_params):
+    tokens, labels = _sequences()
+    mask = labels != -100
+    old = L.model_token_log_probs(tiny_apply, old_params, jnp.asarray(tokens), jnp.where(mask, tokens, -100))
+    ref = L.model_token_log_probs(tiny_apply, ref_params, jnp.asarray(tokens), jnp.where(mask, tokens, -100))
+    return {
+        "tokens": tokens,
+        "mask": mask,
+        "advantages": np.array([1.0, -0.5, 0.7, -1.2]),
+        "weights": np.array([0.5, 2.0, 1.0, 3.0]),
+        "old_log_probs": np.asarray(old),
+        "ref_log_probs": np.asarray(ref),
+        "num_completions": 4,
+    }
+
+
+@pytest.mark.parametrize("surrogate", L.SURROGATES)
+def test_rl_micro_batch_equivalence_and_prompt_major_shapes(surrogate, x64):
+    params = tiny_params()
+    perturb = lambda p, s: jax.tree.map(
+        lambda x: x + 0.05 * jax.random.normal(jax.random.key(s), x.shape, x.dtype), p
+    )
+    batch = _rl_batch(params, perturb(params, 7), perturb(params, 8))
+    cfg = L.PolicyLossConfig(surrogate=surrogate, kl_beta=0.05)
+    fn = L.make_rl_loss_fn(tiny_apply, config=cfg)
+    parts = [
+        {k: (v[rows, :length] if np.ndim(v) == 2 else v[rows]) if np.ndim(v) else v for k, v in batch.items()}
+        for rows, length in ((slice(0, 2), 5), (slice(2, 4), 7))
+    ]
+    results = _all_grads(fn)(params, [batch, *parts])
+    (loss, m), _ = results[0]
+    assert "rl/kl" in m and (surrogate == "reinforce" or "rl/ratio" in m)
+    _assert_sum_equals(results)
+    # [B, M, L] prompt-major input gives the same loss as the flat [B*M, L] batch.
+    bm = {k: (np.reshape(v, (2, 2, *np.shape(v)[1:])) if np.ndim(v) else v) for k, v in batch.items()}
+    (loss_bm, _), _ = jax.value_and_grad(L.make_rl_loss_fn(tiny_apply, config=cfg), has_aux=True)(
+        params, bm, None
+    )
+    np.testing.assert_allclose(float(loss_bm), float(loss), rtol=1e-12)
+
+
+def test_rl_loss_normalises_by_total_completions_and_validates():
+    params = tiny_params()
+    batch = _rl_batch(params, params, params)
+    fn = L.make_rl_loss_fn(tiny_apply, config=L.PolicyLossConfig())
+    l4, _ = fn(params, batch, None)
+    l8, _ = fn(params, {**batch, "num_completions": 8}, None)
+    np.testing.assert_allclose(float(l8), float(l4) / 2, rtol=1e-6)
+    # With old = current the clipped surrogate has REINFORCE's gradient (ratio 1, SPEC §2.7 note).
+    g_r = jax.grad(lambda p: fn(p, batch, None)[0])(params)
+    fc = L.make_rl_loss_fn(tiny_apply, config=L.PolicyLossConfig(surrogate="clipped"))
+    g_c = jax.grad(lambda p: fc(p, batch, None)[0])(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_r, g_c)
+    with pytest.raises(ValueError, match="old_log_probs"):
+        fc(params, {k: v for k, v in batch.items() if k != "old_log_probs"}, None)
+    with pytest.raises(ValueError, match="surrogate"):
+        L.PolicyLossConfig(surrogate="ppo")
+    with pytest.raises(ValueError, match="kl_beta"):
+        L.PolicyLossConfig(kl_beta=-1.0)
