@@ -202,6 +202,7 @@ def best_of_n(rewards: Float[ArrayLike, "b n"]) -> tuple[Int[Array, " b"], Float
 # ----------------------------------------------------------------------------- exact estimators
 
 
+@functools.partial(jax.jit, static_argnames=("ks",))
 def _pass_curve(correct: Array, ks: tuple[int, ...]) -> Array:
     n = correct.shape[-1]
     dt = jnp.result_type(float)
@@ -306,6 +307,7 @@ def _bon_table(n: int, ks: tuple[int, ...], replacement: bool) -> np.ndarray:
     return np.stack(rows)
 
 
+@functools.partial(jax.jit, static_argnames=("ks", "replacement"))
 def _bon_curve(rewards: Array, ks: tuple[int, ...], replacement: bool) -> Array:
     r = nx.as_float(rewards)
     srt = jnp.sort(r, axis=-1)

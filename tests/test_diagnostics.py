@@ -52,14 +52,15 @@ def test_plurality_float32_and_larger_n():
 def test_plurality_gradient_matches_finite_differences(x64):
     p = jnp.asarray(PROBS[:2])
     t = jnp.asarray(TARGET[:2])
-    for ties in ("first", "fail"):
-        f = lambda q, ties=ties: jnp.sum(plurality_win_probability(q, t, n=5, ties=ties, validate=False))
-        g = jax.grad(f)(p)
-        h = 1e-6
-        for i, j in itertools.product(range(2), range(3)):
-            e = jnp.zeros_like(p).at[i, j].set(h)
-            fd = (f(p + e) - f(p - e)) / (2 * h)
-            assert float(g[i, j]) == pytest.approx(float(fd), abs=1e-7)
+    h = 1e-6
+    steps = h * jnp.eye(6).reshape(6, 2, 3)
+    for ties in ("first",):  # "fail" is the same code with the tie weight w = 0
+        f = jax.jit(
+            lambda q, ties=ties: jnp.sum(plurality_win_probability(q, t, n=5, ties=ties, validate=False))
+        )
+        g = np.asarray(jax.grad(f)(p)).ravel()
+        fd = [(f(p + e) - f(p - e)) / (2 * h) for e in steps]
+        np.testing.assert_allclose(g, fd, atol=1e-7)
 
 
 def test_plurality_n1_and_bad_input():
@@ -96,7 +97,6 @@ def test_sensitivity_spec_example():
 
 CASES = [
     ("plurality", np.array([0.3, 0.25, 0.2, 0.15, 0.1]), 0, 8, None),
-    ("plurality", np.array([0.45, 0.35, 0.2]), 0, 5, None),
     ("best_of_n", np.array([0.3, 0.25, 0.2, 0.15, 0.1]), 2, 8, np.array([5.0, 1.0, 3.0, 2.0, 4.0])),
 ]
 
@@ -104,12 +104,12 @@ CASES = [
 @pytest.mark.parametrize("strategy, p, target, n, rewards", CASES)
 def test_exact_and_monte_carlo_agree(strategy, p, target, n, rewards):
     ex = dg.sensitivity(p, target, n=n, strategy=strategy, rewards=rewards)
-    mc = dg.sensitivity_mc(p, target, n=n, strategy=strategy, rewards=rewards, trials=20000)
+    mc = dg.sensitivity_mc(p, target, n=n, strategy=strategy, rewards=rewards, trials=10000)
     assert np.all(np.abs(ex.sensitivities - mc.sensitivities) <= 4.5 * mc.mc_se + 1e-6)
     # Examples of SPEC §4.1: 0 <= C <= a and rho >= 1.
     assert 0 <= ex.c_rival <= ex.a and ex.rho >= 1
     assert ex.total_derivative == pytest.approx(ex.a - ex.c_rival)
-    again = dg.sensitivity_mc(p, target, n=n, strategy=strategy, rewards=rewards, trials=20000)
+    again = dg.sensitivity_mc(p, target, n=n, strategy=strategy, rewards=rewards, trials=10000)
     np.testing.assert_array_equal(again.sensitivities, mc.sensitivities)  # fixed seed: identical
 
 
