@@ -120,6 +120,10 @@ def majority_curve(
 
     ``sizes``/``correct`` may use any per-sample layout (e.g. at a cluster's first sample); at most ``slots``
     clusters per problem are used (the largest). Pool size ``n`` includes invalid samples.
+
+    >>> sizes, ok = jnp.array([[2, 1, 0]]), jnp.array([[True, False, False]])  # pool of 3, one answer twice
+    >>> [round(float(x), 4) for x in majority_curve(sizes, ok, n=3, ks=(1, 2, 3), ties="fail", slots=2)[0]]
+    [0.6667, 0.3333, 1.0]
     """
     dt = jnp.result_type(float)
     plan = _plan(n, ks, slots, ties, np.dtype(dt).name)

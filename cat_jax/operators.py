@@ -59,12 +59,12 @@ def _is_concrete(*xs) -> bool:
 
 
 def _want_checks(validate, *xs) -> bool:
+    """Value checks run if asked (inputs must then be concrete) or, by default, whenever they are concrete."""
     if validate is None:
         return _is_concrete(*xs)
     if validate:
-        for name, x in zip(("input",) * len(xs), xs, strict=True):
-            if x is not None:
-                nx.concrete(name, x)
+        for x in xs:
+            nx.concrete("every array argument", x)
     return bool(validate)
 
 
@@ -268,13 +268,16 @@ def majority_at_k(
     tie at the top is a failure. ``correct`` must be constant inside each answer cluster.
 
     Method (no sampling): the cluster counts of a random ``k``-subset are multivariate hypergeometric. For
-    each correct cluster ``j`` and count ``t`` the number of subsets in which ``j`` has ``t`` votes and every
-    other cluster fewer (or ``t``, tie-weighted by ``int_0^1 w^{m-1} dw = 1/m``, exact Gauss–Legendre in
-    ``w``) is a coefficient of a product of truncated binomial polynomials; the products are evaluated
-    pointwise on saddle-point circles and the coefficients read off with a discrete Fourier transform, every
-    budget at once. Cost ``O(B · R n · n H_C)`` for ``ties="fail"`` and up to ``O(B · R n · n C)`` for
-    ``"first"``, with ``C = max_clusters`` (default ``n``; inferred from the data when called eagerly), ``H_C
-    ~ log C`` and ``R ~ sqrt(n)/2`` circles. Absolute error ~1e-5 in float32, ~1e-12 in float64.
+    each correct cluster ``j`` and count ``t``, the number of subsets in which ``j`` has ``t`` votes and every
+    other cluster fewer (or also ``t``: a tie shared by ``m`` answers is weighted by ``1/m = int_0^1 w^{m-1}
+    dw``, exact Gauss–Legendre in ``w``) is a coefficient of a product of truncated binomial polynomials. The
+    products are evaluated pointwise on saddle-point circles and every budget's coefficient is read off with
+    one discrete Fourier transform (see ``cat_jax._majority``).
+
+    Cost: ``O(B n^2)`` to find the clusters, then ``O(B · R n · n log C)`` for ``ties="fail"`` and
+    ``O(B · R n · n C)`` for ``"first"``, for all budgets together, with ``C = max_clusters`` (default ``n``;
+    inferred from the data, rounded up to a power of two, when called eagerly) and ``R ~ sqrt(n)/2`` circles.
+    Absolute error ~1e-5 in float32 (values may leave [0, 1] by that much), ~1e-12 in float64.
 
     >>> ids = jnp.array([[1, 1, 2, 3]])
     >>> ok = jnp.array([[True, True, False, False]])

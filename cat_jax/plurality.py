@@ -45,6 +45,10 @@ def win_polynomial(
     ``w p_i^t`` (a tie), invalid answers ``p_0^x`` for every ``x``; ``ties="first"`` integrates ``w`` over
     ``[0, 1]`` (Gauss–Legendre, exact), ``"fail"`` sets ``w = 0``. Cost ``O(C N^3)`` (``"fail"``) or
     ``O(C^2 N^3 / 2)`` (``"first"``) per row.
+
+    >>> p, inv = jnp.array([[0.5, 0.25]]), jnp.array([0.25])
+    >>> round(float(win_polynomial(p, inv, jnp.array([0]), n=1, ties="fail")[0]), 4)
+    0.5
     """
     dt = probs.dtype
     b, c = probs.shape
