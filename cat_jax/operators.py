@@ -277,7 +277,8 @@ def majority_at_k(
     Cost: ``O(B n^2)`` to find the clusters, then ``O(B · R n · n log C)`` for ``ties="fail"`` and
     ``O(B · R n · n C)`` for ``"first"``, for all budgets together, with ``C = max_clusters`` (default ``n``;
     inferred from the data, rounded up to a power of two, when called eagerly) and ``R ~ sqrt(n)/2`` circles.
-    Absolute error ~1e-5 in float32 (values may leave [0, 1] by that much), ~1e-12 in float64.
+    Absolute error below ~1e-6 in float32 at n = 128 (values may leave [0, 1] by that much), ~1e-13 in
+    float64.
 
     >>> ids = jnp.array([[1, 1, 2, 3]])
     >>> ok = jnp.array([[True, True, False, False]])
