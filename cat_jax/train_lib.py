@@ -148,20 +148,31 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, state.step_key()
         )
-        grad_norm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-        new_state = state.replace(
-            step=jnp.where(finite, state.step + 1, state.step),
-            params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
-        )
-        metrics = {**metrics, "loss/total": loss, "train/grad_norm": grad_norm, "train/finite": finite}
-        return new_state, metrics
+        new_state, update_metrics = guarded_update(state, tx, loss, grads)
+        return new_state, {**metrics, **update_metrics}
 
     return train_step
+
+
+def guarded_update(
+    state: TrainState, tx: optax.GradientTransformation, loss: Array, grads: PyTree, **replace
+) -> tuple[TrainState, dict[str, Array]]:
+    """Apply ``grads`` unless the loss or the gradient is non-finite (then return ``state`` unchanged).
+
+    ``replace`` sets further fields of the new state (e.g. ``extra``) under the same finite condition.
+    Metrics: ``loss/total``, ``train/grad_norm``, ``train/finite``.
+    """
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    fields = {"params": params, "opt_state": opt_state, **replace}
+    new_state = state.replace(
+        step=jnp.where(finite, state.step + 1, state.step),
+        **{k: keep(v, getattr(state, k)) for k, v in fields.items()},
+    )
+    return new_state, {"loss/total": loss, "train/grad_norm": grad_norm, "train/finite": finite}
 
 
 # ----------------------------------------------------------------------------- checkpoints

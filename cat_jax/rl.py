@@ -1,0 +1,185 @@
+r"""CAT RL as one jitted step: rollout, scoring, CAT weights, advantages and the policy update (SPEC §3.3).
+
+``rl_step(state, batch) -> (state, metrics)`` where ``batch`` holds ``B`` right-padded prompts and whatever
+the scorer needs (e.g. reference answers). Inside one compiled function it
+
+1. samples ``M`` completions per prompt with the current parameters (the N samples share the prefilled cache);
+2. scores them into rewards, answer clusters and validity, all ``[B, M]``;
+3. takes the old sequence log-probs from the sampler's untempered ``log softmax`` (current parameters,
+   temperature 1: SPEC §3.3 step 3) and computes the CAT weights (:func:`cat_jax.weights.cat_weights`) and the
+   group advantages (:func:`cat_jax.advantages.compute_advantages`);
+4. differentiates ``sum_i L_i / (B M)`` (REINFORCE or clipped, optional k3 KL to a frozen reference) and
+   applies one optimizer step, unless the loss is non-finite (then nothing changes).
+
+The reward history of Best-of-N with ``quantile="history"`` lives in ``state.extra["history"]`` and is queried
+before the update, appended after it; the frozen reference of the KL term in ``state.extra["reference"]``.
+Training budget ``M`` and the aligned test-time budget ``N`` are independent settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Bool, Int, PyTree
+
+from cat_jax import advantages as adv
+from cat_jax import losses, sampling, train_lib
+from cat_jax import numerics as nx
+from cat_jax import weights as wts
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """``num_samples`` (M) completions per prompt, at most ``max_new_tokens``; temperature / top-k / top-p."""
+
+    num_samples: int = 8
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        nx.check_int("num_samples", self.num_samples, minimum=2)
+        nx.check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        nx.check_int("top_k", self.top_k, minimum=0)
+        sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)  # the sampler's checks
+
+    def strategy(self) -> sampling.Strategy:
+        if self.top_p < 1.0:
+            return sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)
+        if self.top_k > 0:
+            return sampling.TopK(self.top_k, temperature=self.temperature)
+        return sampling.Temperature(self.temperature)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RolloutScores:
+    """What a scorer returns, all ``[B, M]``: rewards, answer cluster ids and validity (for Majority)."""
+
+    rewards: Any
+    answer_ids: Any
+    valid: Any
+
+
+def exact_match_scores(
+    completions: Int[Array, "b m l"], mask: Bool[Array, "b m l"], batch: dict[str, Array]
+) -> RolloutScores:
+    """Binary verifier for tasks whose answer is one exact token string (``batch["targets"] [B, T]``).
+
+    A completion is valid when it stopped (its last unmasked token is a stop token, i.e. it is shorter than
+    the budget or ends on one: ``batch["stop_token"]``); it is correct when its tokens up to and including the
+    stop token equal ``targets[b, :target_lengths[b]]``. Answer ids cluster identical completions within a
+    prompt (id = index of the first identical sample), so Majority sees the vote counts.
+    """
+    targets = batch["targets"]
+    tlen = batch["target_lengths"]
+    length = completions.shape[-1]
+    t = targets.shape[-1]
+    width = max(length, t)
+    pad = lambda x, w, v: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, w - x.shape[-1])], constant_values=v)
+    comp = jnp.where(mask, completions, -1)
+    comp = pad(comp, width, -1)
+    tgt = jnp.where(jnp.arange(t)[None, :] < tlen[:, None], targets, -1)
+    tgt = pad(tgt, width, -1)
+    lengths = jnp.sum(mask, axis=-1)
+    last = jnp.take_along_axis(completions, jnp.clip(lengths - 1, 0, length - 1)[..., None], axis=-1)[..., 0]
+    valid = (lengths > 0) & (last == batch["stop_token"][:, None])
+    correct = valid & jnp.all(comp == tgt[:, None, :], axis=-1)
+    same = jnp.all(comp[:, :, None, :] == comp[:, None, :, :], axis=-1)  # [b, m, m]
+    ids = jnp.argmax(same, axis=-1).astype(jnp.int32)  # first identical sample
+    return RolloutScores(rewards=correct.astype(jnp.float32), answer_ids=ids, valid=valid)
+
+
+ScoreFn = Callable[[Array, Array, dict], RolloutScores]
+
+
+def make_rl_step(
+    apply: Any,
+    tx: optax.GradientTransformation,
+    make_cache: Callable[[int, int], PyTree],
+    *,
+    rollout: RolloutConfig,
+    weights: wts.WeightConfig,
+    advantages: adv.AdvantageConfig,
+    loss: losses.PolicyLossConfig,
+    score_fn: ScoreFn = exact_match_scores,
+    stop_tokens: tuple[int, ...] = (),
+    pad_id: int = 0,
+):
+    """``rl_step(state, batch) -> (state, metrics)``; jit it once (``donate_argnums=0``).
+
+    ``batch``: ``prompts [B, P]`` (right-padded), ``lengths [B]`` and the scorer's fields. ``apply`` must
+    be hashable (``cat_jax.models.decoder(graphdef)``); ``make_cache(rows, slots)`` builds an empty cache.
+    """
+    loss_fn = losses.make_rl_loss_fn(apply, config=loss)
+    use_history = weights.strategy == "bon" and weights.quantile == "history"
+
+    def rl_step(state: train_lib.TrainState, batch: dict[str, Array]):
+        key = state.step_key()
+        prompts, lengths = batch["prompts"], batch["lengths"]
+        b, p = prompts.shape
+        m = rollout.num_samples
+        out = sampling.sample(
+            apply,
+            state.params,
+            make_cache(b, p + rollout.max_new_tokens),
+            prompts,
+            lengths,
+            key,
+            num_samples=m,
+            max_new_tokens=rollout.max_new_tokens,
+            strategy=rollout.strategy(),
+            stop_tokens=stop_tokens,
+            pad_id=pad_id,
+        )
+        scores = score_fn(out.tokens, out.mask, batch)
+        old_logp = jnp.sum(jnp.where(out.mask, out.logp_model, 0.0), axis=-1)
+        extra = dict(state.extra or {})
+        history = extra.get("history") if use_history else None
+        w, w_stats = wts.cat_weights(
+            scores.rewards,
+            old_logp,
+            config=weights,
+            answer_ids=scores.answer_ids,
+            answer_valid=scores.valid,
+            history=history,
+        )
+        a, a_stats = adv.compute_advantages(scores.rewards, config=advantages)
+        tokens, tmask = sampling.join(prompts, lengths, out.tokens, out.mask, pad_id=pad_id)
+        rl_batch = {
+            "tokens": tokens,
+            "mask": tmask,
+            "advantages": a,
+            "weights": w.astype(a.dtype),
+            "num_completions": b * m,
+        }
+        if loss.kl_beta > 0:
+            rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, extra["reference"], tokens, tmask)
+        (value, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, rl_batch, key)
+        if use_history:
+            extra["history"] = history.append(scores.rewards)
+        new_state, update_metrics = train_lib.guarded_update(state, tx, value, grads, extra=extra)
+        rewards = scores.rewards
+        metrics = {
+            **metrics,
+            **w_stats,
+            **a_stats,
+            **update_metrics,
+            "reward/mean": jnp.mean(rewards),
+            "reward/max_per_prompt": jnp.mean(jnp.max(rewards, axis=-1)),
+            "rollout/valid": jnp.mean(scores.valid.astype(jnp.float32)),
+            "rollout/length": jnp.mean(out.lengths.astype(jnp.float32)),
+            "rollout/old_logp": jnp.mean(old_logp),
+        }
+        return new_state, metrics
+
+    return rl_step
+
+
+__all__ = ["RolloutConfig", "RolloutScores", "exact_match_scores", "make_rl_step"]
