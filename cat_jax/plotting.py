@@ -1,15 +1,16 @@
-"""Matplotlib helper for test-time scaling curves (Agg backend: works headless, in CI and in notebooks)."""
+"""Matplotlib helper for test-time scaling curves.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch), so the helper
+works headless in CI and leaves a notebook's inline backend alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from cat_jax.operators import Curve
 
@@ -36,7 +37,9 @@ def plot_scaling_curves(
     >>> fig.axes[0].get_xscale()
     'log'
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for label, c in curves.items():
         ks = np.asarray(c.ks)
         mean = np.asarray(c.mean, dtype=np.float64) * scale
@@ -53,5 +56,4 @@ def plot_scaling_curves(
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
-    plt.close(fig)
     return fig
