@@ -15,6 +15,7 @@ precondition gives NaN (so a trainer's non-finite guard stops) instead of a sile
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -112,6 +113,23 @@ def informative_groups(rewards: Real[ArrayLike, "*b m"]) -> Bool[Array, "*b"]:
     return jnp.any(r != r[..., :1], axis=-1)
 
 
+def binomial_ratio(a: Real[ArrayLike, "*b"], *, n: int, k: int) -> Float[Array, "*b"]:
+    r"""``C(a, k) / C(n, k)`` for traced counts ``0 <= a <= n`` and static ``n >= k >= 0``, as
+    ``prod_{i<k} max(a - i, 0) / (n - i)``: exactly 0 when ``a < k`` and exactly 1 when ``a = n``, so the
+    degenerate groups that decide zero variance never suffer ``lgamma`` cancellation.
+
+    >>> [round(float(x), 4) for x in binomial_ratio(jnp.array([1.0, 2.0, 4.0]), n=4, k=2)]
+    [0.0, 0.1667, 1.0]
+    """
+    a = nx.as_float(a)
+    if k == 0:
+        return jnp.ones_like(a)
+    i = jnp.arange(k, dtype=a.dtype).reshape((1,) * a.ndim + (k,))
+    ratio = jnp.prod(jnp.maximum(a[..., None] - i, 0), axis=-1) / float(math.prod(range(n - k + 1, n + 1)))
+    # XLA may divide as x * (1/y), so pin the exact end values the zero-variance logic relies on.
+    return jnp.where(a >= n, jnp.ones_like(ratio), jnp.where(a < k, jnp.zeros_like(ratio), ratio))
+
+
 def passk_group_advantages(
     rewards: Real[ArrayLike, "*b m"], *, k: int, eps: float = 0.0
 ) -> Float[Array, "*b m"]:
@@ -121,8 +139,8 @@ def passk_group_advantages(
     correct and ``M - c`` wrong rollouts: mean group reward ``R = 1 - C(M-c, k) / C(M, k)``, its std
     ``s = sqrt(R (1 - R))``; correct rollouts get ``(1 - R) / (s + eps)``, wrong ones
     ``(1 - R - C(M-c-1, k-1) / C(M-1, k-1)) / (s + eps)`` — the mean standardised advantage of the groups
-    that contain them. ``s = 0`` (all correct or all wrong for this ``k``) gives 0. ``k = 1`` is GRPO with the
-    population std. Shapes ``[..., M] -> [..., M]``.
+    that contain them. Groups without signal (all wrong, or fewer than ``k`` wrong) give exactly 0.
+    ``k = 1`` is GRPO with the population std. Shapes ``[..., M] -> [..., M]``.
 
     >>> [round(float(x), 4) for x in passk_group_advantages(jnp.array([[1.0, 0.0, 0.0, 0.0]]), k=2)[0]]
     [1.0, -0.3333, -0.3333, -0.3333]
@@ -132,14 +150,15 @@ def passk_group_advantages(
     k = nx.check_int("k", k, minimum=1, maximum=m)
     binary = check_binary("rewards", r, why="the Pass@k advantage is defined for a binary verifier")
     wrong = jnp.sum(r == 0, axis=-1, keepdims=True).astype(r.dtype)
-    mean = 1 - jnp.exp(nx.log_comb(wrong, k) - nx.log_comb(m, k))
-    # P[all k-1 companions of a wrong rollout are wrong]; log_comb gives -inf (so 0) when wrong - 1 < k - 1.
-    neg_all_wrong = jnp.exp(nx.log_comb(wrong - 1, k - 1) - nx.log_comb(m - 1, k - 1))
+    mean = 1 - binomial_ratio(wrong, n=m, k=k)
+    # P[all k-1 companions of a wrong rollout are wrong] (only used where that rollout is wrong, wrong >= 1).
+    neg_all_wrong = binomial_ratio(jnp.maximum(wrong - 1, 0), n=m - 1, k=k - 1)
+    # Every k-subset has the same max when all rollouts are wrong or fewer than k are: no signal, exactly 0.
+    signal = (wrong < m) & (wrong >= k)
     std = jnp.sqrt(jnp.clip(mean * (1 - mean), 0, None))
-    denom = std + eps
-    safe = jnp.where(denom > 0, denom, jnp.ones_like(denom))
-    adv = jnp.where(r == 1, 1 - mean, 1 - mean - neg_all_wrong) / safe
-    return _nan_unless(binary, jnp.where(denom > 0, adv, jnp.zeros_like(adv)))
+    denom = jnp.where(signal, std + eps, jnp.ones_like(std))
+    adv = jnp.where(r == 1, 1 - mean, 1 - mean - neg_all_wrong) / denom
+    return _nan_unless(binary, jnp.where(signal, adv, jnp.zeros_like(adv)))
 
 
 # ----------------------------------------------------------------------------- Best-of-N quantiles
@@ -311,6 +330,7 @@ __all__ = [
     "ESTIMATORS",
     "AdvantageConfig",
     "RewardHistory",
+    "binomial_ratio",
     "compute_advantages",
     "get",
     "group_advantages",

@@ -328,7 +328,7 @@ def pkpo_pass_rewards(rewards: Real[ArrayLike, "*b m"], *, k: int) -> Float[Arra
     k = nx.check_int("k", k, minimum=1, maximum=m)
     binary = adv.check_binary("rewards", g, why="the PKPO pass@k transform needs a binary verifier")
     c = jnp.sum(g, axis=-1, keepdims=True)
-    rho = 1 - jnp.exp(nx.log_comb(m - 1 - c, k - 1) - nx.log_comb(m - 1, k - 1))
+    rho = 1 - adv.binomial_ratio(jnp.maximum(m - 1 - c, 0), n=m - 1, k=k - 1)
     s = (k / m) * jnp.where(g == 1, jnp.ones_like(g), rho)
     return jnp.where(binary, s, jnp.full_like(s, jnp.nan))
 

@@ -60,14 +60,20 @@ def test_non_binary_under_jit_is_nan_not_silent():
 def test_compute_advantages_filter_metric_and_detached():
     r = jnp.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 2.0, 1.0]])
     cfg = adv.AdvantageConfig(filter_zero_variance=True)
-    a, m = adv.compute_advantages(r, config=cfg)
+
+    @jax.jit
+    def run(x):
+        a, m = adv.compute_advantages(x, config=cfg)
+        a_full, _ = adv.compute_advantages(x, config=adv.AdvantageConfig())
+        g = jax.grad(lambda y: jnp.sum(adv.compute_advantages(y, config=adv.AdvantageConfig())[0] * y))(x)
+        return a, m, a_full, g, adv.group_advantages(x[:1]), adv.informative_groups(x)
+
+    a, m, a_full, g, a_row0, informative = run(r)
     assert float(m["advantages/informative_groups"]) == 0.5
     np.testing.assert_array_equal(np.asarray(a[1:3]), 0.0)
-    np.testing.assert_allclose(np.asarray(a[0]), np.asarray(adv.group_advantages(r[:1]))[0])
-    a_full, _ = adv.compute_advantages(r, config=adv.AdvantageConfig())
-    g = jax.grad(lambda x: jnp.sum(adv.compute_advantages(x, config=adv.AdvantageConfig())[0] * x))(r)
+    np.testing.assert_allclose(np.asarray(a[0]), np.asarray(a_row0)[0])
     np.testing.assert_array_equal(np.asarray(g), np.asarray(a_full))  # no gradient through A itself
-    np.testing.assert_array_equal(np.asarray(adv.informative_groups(r)), [True, False, False, True])
+    np.testing.assert_array_equal(np.asarray(informative), [True, False, False, True])
 
 
 def _brute_passk(row, k):
@@ -85,8 +91,10 @@ def _brute_passk(row, k):
 def test_passk_group_advantage_equals_subset_enumeration(m, x64):
     rows = np.array([[1.0] * c + [0.0] * (m - c) for c in range(m + 1)])
     rows = np.stack([np.random.default_rng(c).permutation(row) for c, row in enumerate(rows)])
-    for k in range(1, m + 1):
-        got = np.asarray(adv.passk_group_advantages(jnp.asarray(rows), k=k))
+    every_k = jax.jit(lambda r: [adv.passk_group_advantages(r, k=k) for k in range(1, m + 1)])(
+        jnp.asarray(rows)
+    )
+    for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_passk(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"m={m} k={k}")
 
@@ -141,3 +149,11 @@ def test_reward_history_is_a_pytree_usable_in_jit():
     np.testing.assert_allclose(np.asarray(q1), [[2 / 4, 3 / 4]], rtol=1e-6)
     assert int(h.count) == 4 and len(jax.tree.leaves(h)) == 3
     assert math.isclose(float(h.quantiles(jnp.array([[9.0]]))[0, 0]), 5 / 6, rel_tol=1e-6)
+
+
+def test_passk_no_signal_groups_are_exactly_zero_in_float32_under_jit():
+    r = jnp.array([[0.0] * 8, [1.0] * 8, [1.0] * 6 + [0.0] * 2])
+    every_k = jax.jit(lambda x: [adv.passk_group_advantages(x, k=k) for k in range(1, 9)])(r)
+    for k, a in enumerate(map(np.asarray, every_k), start=1):
+        assert not a[:2].any(), k
+        assert a[2].any() == (k <= 2), k  # with 2 wrong, k >= 3 subsets always contain a success

@@ -46,7 +46,13 @@ def _sequences():
 def test_completion_log_probs_equal_manual_causal_shift_and_mask_gradients():
     tokens, labels = _sequences()
     logits = jax.random.normal(jax.random.key(1), (*tokens.shape, V))
-    lp, t = L.completion_log_probs(logits, jnp.asarray(labels), validate=True)
+    L.check_supervision(labels, tokens > 0, vocab_size=V)
+    value_and_grad = jax.jit(
+        jax.value_and_grad(lambda z: jnp.sum(L.completion_log_probs(z, labels)[0]), has_aux=False)
+    )
+    lp, t = jax.jit(L.completion_log_probs)(logits, labels)
+    _, g = value_and_grad(logits)
+    g = np.asarray(g)
     ls = np.asarray(jax.nn.log_softmax(logits, axis=-1))
     want = [
         sum(ls[i, s - 1, labels[i, s]] for s in range(tokens.shape[1]) if labels[i, s] != -100)
@@ -54,7 +60,6 @@ def test_completion_log_probs_equal_manual_causal_shift_and_mask_gradients():
     ]
     np.testing.assert_allclose(np.asarray(lp), want, rtol=1e-5)
     assert t.tolist() == [3, 2, 4, 1]
-    g = np.asarray(jax.grad(lambda z: jnp.sum(L.completion_log_probs(z, jnp.asarray(labels))[0]))(logits))
     scored = np.zeros(tokens.shape, bool)
     scored[:, :-1] = labels[:, 1:] != -100
     assert np.all(g[~scored] == 0) and np.all(np.abs(g[scored]).sum(-1) > 0)
@@ -106,13 +111,13 @@ def test_sft_objective_validation():
 
 
 def test_sft_sequence_losses_and_denominators():
-    lp = jnp.array([-0.5, -3.0, -40.0])
+    lp = jnp.log(jnp.array([0.5, 0.2]))
+    seq = jax.jit(L.sft_sequence_losses, static_argnames="objective")
+    np.testing.assert_allclose(np.asarray(seq(lp, objective=L.SFTObjective())), -np.asarray(lp))
+    # SPEC §2.9 reference values of -log B_{8,3}(p).
+    majority = L.SFTObjective("majority", n=8, k=3)
     np.testing.assert_allclose(
-        np.asarray(L.sft_sequence_losses(lp, objective=L.SFTObjective())), -np.asarray(lp)
-    )
-    np.testing.assert_allclose(
-        np.asarray(L.sft_sequence_losses(lp, objective=L.SFTObjective("majority", n=8, k=3))),
-        np.asarray(obj.majority_sft_loss(lp, n=8, k=3, reduction="none")),
+        np.asarray(seq(lp, objective=majority)), [0.1561057147, 1.594144259], rtol=1e-5
     )
     _, labels = _sequences()
     labels = np.concatenate([labels, np.full((1, labels.shape[1]), -100, np.int32)])  # a padding row
@@ -160,19 +165,19 @@ def test_sft_loss_gradient_is_weighted_ce():
     objective = L.SFTObjective("passn", n=4)
     tokens, labels = _sequences()
     logits = jax.random.normal(jax.random.key(3), (*tokens.shape, V))
-    lp, _ = L.completion_log_probs(logits, jnp.asarray(labels))
-    g = jax.grad(lambda x: jnp.sum(L.sft_sequence_losses(x, objective=objective)) / 4)(lp)
-    np.testing.assert_allclose(
-        np.asarray(g), -np.asarray(obj.passn_sft_weight_from_logp(lp, n=4)) / 4, rtol=1e-5
-    )
-    loss, m = L.sft_loss(logits, labels, objective=objective)  # default D: this batch's 4 sequences
+
+    @jax.jit
+    def run(z):
+        lp, _ = L.completion_log_probs(z, labels)
+        g = jax.grad(lambda x: jnp.sum(L.sft_sequence_losses(x, objective=objective)) / 4)(lp)
+        loss, m = L.sft_loss(z, labels, objective=objective)  # default D: this batch's 4 sequences
+        return lp, g, obj.passn_sft_weight_from_logp(lp, n=4), obj.passn_sft_loss(lp, n=4), loss, m
+
+    _, g, w, mean_loss, loss, m = run(logits)
+    np.testing.assert_allclose(np.asarray(g), -np.asarray(w) / 4, rtol=1e-5)
     assert float(m["sft/target_tokens"]) == 10
-    np.testing.assert_allclose(
-        float(loss), float(jnp.mean(obj.passn_sft_loss(lp, n=4, reduction="none"))), rtol=1e-6
-    )
-    np.testing.assert_allclose(
-        float(m["sft/weight"]), float(jnp.mean(obj.passn_sft_weight_from_logp(lp, n=4))), rtol=1e-5
-    )
+    np.testing.assert_allclose(float(loss), float(mean_loss), rtol=1e-6)
+    np.testing.assert_allclose(float(m["sft/weight"]), float(jnp.mean(w)), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- RL
@@ -230,8 +235,10 @@ def test_k3_kl_nonnegative_zero_at_reference_and_no_gradient_into_reference():
 def _rl_batch(params, old_params, ref_params):
     tokens, labels = _sequences()
     mask = labels != -100
-    old = L.model_token_log_probs(tiny_apply, old_params, jnp.asarray(tokens), jnp.where(mask, tokens, -100))
-    ref = L.model_token_log_probs(tiny_apply, ref_params, jnp.asarray(tokens), jnp.where(mask, tokens, -100))
+    scored = jax.jit(
+        lambda ps: [L.model_token_log_probs(tiny_apply, p, tokens, np.where(mask, tokens, -100)) for p in ps]
+    )
+    old, ref = scored([old_params, ref_params])
     return {
         "tokens": tokens,
         "mask": mask,
@@ -256,29 +263,31 @@ def test_rl_micro_batch_equivalence_and_prompt_major_shapes(surrogate, x64):
         {k: (v[rows, :length] if np.ndim(v) == 2 else v[rows]) if np.ndim(v) else v for k, v in batch.items()}
         for rows, length in ((slice(0, 2), 5), (slice(2, 4), 7))
     ]
-    results = _all_grads(fn)(params, [batch, *parts])
-    (loss, m), _ = results[0]
+    # [B, M, L] prompt-major input gives the same loss and gradient as the flat [B*M, L] batch.
+    bm = {k: (np.reshape(v, (2, 2, *np.shape(v)[1:])) if np.ndim(v) else v) for k, v in batch.items()}
+    *results, ((loss_bm, _), g_bm) = _all_grads(fn)(params, [batch, *parts, bm])
+    (loss, m), g = results[0]
     assert "rl/kl" in m and (surrogate == "reinforce" or "rl/ratio" in m)
     _assert_sum_equals(results)
-    # [B, M, L] prompt-major input gives the same loss as the flat [B*M, L] batch.
-    bm = {k: (np.reshape(v, (2, 2, *np.shape(v)[1:])) if np.ndim(v) else v) for k, v in batch.items()}
-    (loss_bm, _), _ = jax.value_and_grad(L.make_rl_loss_fn(tiny_apply, config=cfg), has_aux=True)(
-        params, bm, None
-    )
     np.testing.assert_allclose(float(loss_bm), float(loss), rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), g_bm, g)
 
 
 def test_rl_loss_normalises_by_total_completions_and_validates():
     params = tiny_params()
     batch = _rl_batch(params, params, params)
     fn = L.make_rl_loss_fn(tiny_apply, config=L.PolicyLossConfig())
-    l4, _ = fn(params, batch, None)
-    l8, _ = fn(params, {**batch, "num_completions": 8}, None)
+    fc = L.make_rl_loss_fn(tiny_apply, config=L.PolicyLossConfig(surrogate="clipped"))
+
+    @jax.jit
+    def run(p, b):
+        l4, _ = fn(p, b, None)
+        l8, _ = fn(p, {**b, "num_completions": 8}, None)
+        return l4, l8, jax.grad(lambda q: fn(q, b, None)[0])(p), jax.grad(lambda q: fc(q, b, None)[0])(p)
+
+    l4, l8, g_r, g_c = run(params, batch)
     np.testing.assert_allclose(float(l8), float(l4) / 2, rtol=1e-6)
     # With old = current the clipped surrogate has REINFORCE's gradient (ratio 1, SPEC §2.7 note).
-    g_r = jax.grad(lambda p: fn(p, batch, None)[0])(params)
-    fc = L.make_rl_loss_fn(tiny_apply, config=L.PolicyLossConfig(surrogate="clipped"))
-    g_c = jax.grad(lambda p: fc(p, batch, None)[0])(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_r, g_c)
     with pytest.raises(ValueError, match="old_log_probs"):
         fc(params, {k: v for k, v in batch.items() if k != "old_log_probs"}, None)

@@ -193,8 +193,8 @@ def _brute_pkpo(row, k):
 @pytest.mark.parametrize("m", [1, 3, 5, 6])
 def test_pkpo_pass_equals_subset_enumeration(m, x64):
     rows = np.stack([np.random.default_rng(c).permutation([1.0] * c + [0.0] * (m - c)) for c in range(m + 1)])
-    for k in range(1, m + 1):
-        got = np.asarray(W.pkpo_pass_rewards(jnp.asarray(rows), k=k))
+    every_k = jax.jit(lambda r: [W.pkpo_pass_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
+    for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_pkpo(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"m={m} k={k}")
         # mean_i s_i = (k / M) * unbiased pass@k  (Chen et al. 2021 estimator)
@@ -207,8 +207,8 @@ def test_pkpo_pass_equals_subset_enumeration(m, x64):
 def test_pkpo_max_equals_subset_enumeration_with_ties(m, x64):
     rng = np.random.default_rng(m)
     rows = np.concatenate([rng.normal(size=(3, m)), rng.integers(0, 3, size=(3, m)).astype(float)])
-    for k in range(1, m + 1):
-        got = np.asarray(W.pkpo_max_rewards(jnp.asarray(rows), k=k))
+    every_k = jax.jit(lambda r: [W.pkpo_max_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
+    for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_pkpo(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"m={m} k={k}")
     binary = jnp.asarray((rows[3:] > 0).astype(float))
