@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import json
 import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
 
-from cat_jax import train_lib
+from cat_jax import evaluation, train_lib
+from cat_jax.models import llama
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
@@ -58,3 +64,154 @@ def write_json(path: str | pathlib.Path, payload: Any) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def save_params(workdir: str | pathlib.Path, params) -> pathlib.Path:
+    """Final parameters of a run in ``workdir/params`` (what ``init_from`` of a later phase loads)."""
+    path = (pathlib.Path(workdir) / "params").absolute()
+    if path.exists():
+        return path
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path, params)
+    return path
+
+
+def load_params(workdir: str | pathlib.Path, template):
+    """Parameters saved by :func:`save_params` in ``workdir``, shaped like ``template``."""
+    path = (pathlib.Path(workdir) / "params").absolute()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"init_from={str(workdir)!r} has no params/ (run that phase to the end first)"
+        )
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(path, abstract)
+
+
+def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.ConfigDict) -> dict:
+    """Sample ``cfg.num_samples`` completions per held-out prompt and compute exact scaling curves."""
+    sample_cfg = evaluation.SampleConfig(
+        num_samples=int(cfg.num_samples),
+        max_new_tokens=int(data.max_new_tokens),
+        temperature=float(cfg.temperature),
+        chunk=int(cfg.chunk),
+    )
+    tokens, mask = evaluation.generate(
+        apply,
+        params,
+        functools.partial(llama.init_cache, model_cfg),
+        data.eval_prompts,
+        data.eval_lengths,
+        jax.random.key(int(cfg.seed)),
+        sample_cfg,
+        stop_tokens=data.stop_tokens,
+        pad_id=data.pad_id,
+    )
+    scored = data.score(tokens, mask)
+    ks = [k for k in cfg.ks if k <= sample_cfg.num_samples]
+    curves = evaluation.curves(scored, ks)
+    return {
+        "eval": {name: evaluation.curve_record(c) for name, c in curves.items()},
+        "eval_problems": int(tokens.shape[0]),
+        "eval_samples": int(tokens.shape[1]),
+        "distinct_answers_per_problem": float(np.mean([len(set(r)) for r in np.asarray(scored.answer_ids)]))
+        if scored.answer_ids is not None
+        else None,
+    }
+
+
+# ----------------------------------------------------------------------------- task data for experiments
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """Arrays an experiment needs from a verifiable task, already tokenised.
+
+    ``train_tokens``/``train_labels`` ``[N, L]`` (labels -100 on prompt and padding, SPEC §3.1), and the same
+    problems as prompts / targets for RL;
+    ``eval_prompts`` ``[B, P]`` right-padded with ``eval_lengths`` ``[B]``; ``eval_targets`` ``[B, T]``
+    (answer tokens + EOS, padded) with ``eval_target_lengths``; ``score(tokens, mask) -> Scored`` for
+    ``[B, N, L]`` completions of the eval prompts.
+    """
+
+    vocab_size: int
+    pad_id: int
+    stop_tokens: tuple[int, ...]
+    max_new_tokens: int
+    train_tokens: np.ndarray
+    train_labels: np.ndarray
+    train_prompts: np.ndarray
+    train_lengths: np.ndarray
+    train_targets: np.ndarray
+    train_target_lengths: np.ndarray
+    eval_prompts: np.ndarray
+    eval_lengths: np.ndarray
+    eval_targets: np.ndarray
+    eval_target_lengths: np.ndarray
+
+    def score(self, tokens: np.ndarray, mask: np.ndarray) -> evaluation.Scored:
+        """Exact match of the completion (up to and including EOS) with the target; clusters = strings."""
+        tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
+        b, n, _ = tokens.shape
+        correct = np.zeros((b, n), bool)
+        valid = np.zeros((b, n), bool)
+        ids = np.zeros((b, n), np.int32)
+        for i in range(b):
+            target = tuple(self.eval_targets[i, : self.eval_target_lengths[i]].tolist())
+            seen: dict[tuple, int] = {}
+            for j in range(n):
+                comp = tuple(tokens[i, j][mask[i, j]].tolist())
+                valid[i, j] = len(comp) > 0 and comp[-1] in self.stop_tokens
+                correct[i, j] = comp == target
+                ids[i, j] = seen.setdefault(comp, len(seen))
+        return evaluation.Scored(correct=correct, answer_ids=ids, valid=valid)
+
+
+def task_data(cfg: ml_collections.ConfigDict) -> TaskData:
+    """Build the task named ``cfg.name`` (valid: ``multiply``)."""
+    builders = {"multiply": _multiply}
+    if cfg.name not in builders:
+        raise ValueError(f"task.name must be one of {sorted(builders)}, got {cfg.name!r}")
+    return builders[cfg.name](cfg)
+
+
+# Character vocabulary of the arithmetic tasks: pad 0, BOS 1, EOS 2, then digits and operators.
+_PAD, _BOS, _EOS = 0, 1, 2
+_CHARS = "0123456789x="
+_ID = {c: i + 3 for i, c in enumerate(_CHARS)}
+
+
+def _multiply(cfg: ml_collections.ConfigDict) -> TaskData:
+    """``BOS a x b =`` -> the product as exactly 2·digits zero-padded digits, then EOS (EXPERIMENTS.md)."""
+    d = int(cfg.digits)
+    lo, hi = 10 ** (d - 1), 10**d
+    pairs = [(a, b) for a in range(lo, hi) for b in range(lo, hi)]
+    need = int(cfg.num_train) + int(cfg.num_eval)
+    if need > len(pairs):
+        raise ValueError(
+            f"num_train + num_eval = {need} exceeds the {len(pairs)} distinct {d}-digit problems"
+        )
+    order = np.random.default_rng(int(cfg.seed)).permutation(len(pairs))
+    chosen = [pairs[i] for i in order[:need]]
+    prompt = lambda a, b: [_BOS] + [_ID[c] for c in f"{a}x{b}="]
+    answer = lambda a, b: [_ID[c] for c in f"{a * b:0{2 * d}d}"] + [_EOS]
+    p_len, t_len = 2 * d + 3, 2 * d + 1
+    seqs = np.array([prompt(a, b) + answer(a, b) for a, b in chosen], np.int32)
+    labels = np.where(np.arange(p_len + t_len)[None, :] >= p_len, seqs, -100).astype(np.int32)
+    train, held = slice(0, int(cfg.num_train)), slice(int(cfg.num_train), need)
+    return TaskData(
+        vocab_size=3 + len(_CHARS),
+        pad_id=_PAD,
+        stop_tokens=(_EOS,),
+        max_new_tokens=t_len,
+        train_tokens=seqs[train],
+        train_labels=labels[train],
+        train_prompts=seqs[train, :p_len],
+        train_lengths=np.full(int(cfg.num_train), p_len, np.int32),
+        train_targets=seqs[train, p_len:],
+        train_target_lengths=np.full(int(cfg.num_train), t_len, np.int32),
+        eval_prompts=seqs[held, :p_len],
+        eval_lengths=np.full(need - int(cfg.num_train), p_len, np.int32),
+        eval_targets=seqs[held, p_len:],
+        eval_target_lengths=np.full(need - int(cfg.num_train), t_len, np.int32),
+    )

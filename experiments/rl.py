@@ -1,0 +1,122 @@
+r"""CAT RL: sample M completions per prompt, score them, weight by the CAT objective, one update per batch.
+
+Starts from a warm-up's final parameters (``init_from``; SPEC §3.3) and trains with one jitted step per
+batch of prompts (:func:`cat_jax.rl.make_rl_step`)::
+
+    python -m experiments.rl --config=configs/rl/arith.py:passn4_log --workdir=/tmp/cat/rl_passn4 \
+        --config.init_from=/tmp/cat/warmup
+
+Auto-resumes from its workdir; writes ``metrics.jsonl`` and, at the end, ``results.json`` with exact pass@k /
+maj@k curves on held-out problems.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from cat_jax import advantages as adv
+from cat_jax import losses, rl, train_lib
+from cat_jax import weights as wts
+from cat_jax.models import llama
+from experiments import common
+
+
+def _prompt_batches(data: common.TaskData, *, prompts_per_step: int, seed: int):
+    """``batches(step)``: B prompts with their targets, a function of the step (reshuffled each epoch)."""
+    n = data.train_prompts.shape[0]
+    per_epoch = max(n // prompts_per_step, 1)
+    stop = np.int32(data.stop_tokens[0])
+
+    def batches(step: int):
+        epoch, i = divmod(step, per_epoch)
+        idx = np.random.default_rng([seed, epoch]).permutation(n)[
+            i * prompts_per_step : (i + 1) * prompts_per_step
+        ]
+        return {
+            "prompts": jnp.asarray(data.train_prompts[idx]),
+            "lengths": jnp.asarray(data.train_lengths[idx]),
+            "targets": jnp.asarray(data.train_targets[idx]),
+            "target_lengths": jnp.asarray(data.train_target_lengths[idx]),
+            "stop_token": jnp.full((len(idx),), stop),
+        }
+
+    return batches
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train CAT RL from ``config`` in ``workdir`` (auto-resume), evaluate, return the results."""
+    t0 = time.perf_counter()
+    data = common.task_data(config.task)
+    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
+    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
+    if config.init_from:
+        params = common.load_params(config.init_from, params)
+    apply = llama.decoder(graphdef)
+    num_steps = int(config.steps)
+    tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
+    weights = wts.WeightConfig(**config.weights.to_dict())
+    loss_cfg = losses.PolicyLossConfig(**config.loss.to_dict())
+    step = rl.make_rl_step(
+        apply,
+        tx,
+        functools.partial(llama.init_cache, model_cfg),
+        rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
+        weights=weights,
+        advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
+        loss=loss_cfg,
+        stop_tokens=data.stop_tokens,
+        pad_id=data.pad_id,
+    )
+    extra = {}
+    if weights.strategy == "bon" and weights.quantile == "history":
+        extra["history"] = adv.RewardHistory.create()
+    if loss_cfg.kl_beta > 0:
+        extra["reference"] = params  # the frozen warm-up policy
+    state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
+    result = train_lib.train_loop(
+        state,
+        jax.jit(step, donate_argnums=0),
+        _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed)),
+        num_steps=num_steps,
+        workdir=workdir,
+        checkpoint_every=int(config.checkpoint_every),
+        log_every=int(config.log_every),
+        progress=bool(config.progress),
+    )
+    train_seconds = time.perf_counter() - t0
+    if result.preempted:
+        return {"preempted": True, "step": int(result.state.step)}
+    common.save_params(workdir, result.state.params)
+    report = common.evaluate(apply, result.state.params, model_cfg, data, config.eval)
+    report.update(
+        weights=config.weights.to_dict(),
+        steps=num_steps,
+        train_seconds=round(train_seconds, 1),
+        final_train_metrics=result.metrics,
+    )
+    common.write_json(pathlib.Path(workdir) / "results.json", report)
+    return report
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    report = run(_CONFIG.value, _WORKDIR.value)
+    print({k: v for k, v in report.items() if k != "eval"})
+
+
+if __name__ == "__main__":
+    # Flags are defined only when run as a program, so several experiment modules can be imported together.
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+    _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

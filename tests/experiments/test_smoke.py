@@ -1,0 +1,39 @@
+"""Smoke runs of the experiment modules: each config's smoke variant end to end on CPU, plus resume."""
+
+import json
+
+import pytest
+
+from experiments import common, rl, sft
+
+
+def test_sft_warmup_then_branch(tmp_path):
+    warm = sft.run(common.load_config("configs/sft/arith.py:warmup,smoke"), str(tmp_path / "warm"))
+    assert warm["eval"]["pass@k"]["k"] == [1, 2, 4]
+    branch_cfg = common.load_config(
+        "configs/sft/arith.py:maj8_3,smoke",
+        {"init_from": str(tmp_path / "warm"), "objective.reduction": "token_mean"},
+    )
+    branch = sft.run(branch_cfg, str(tmp_path / "maj"))
+    saved = json.loads((tmp_path / "maj" / "results.json").read_text())
+    assert saved["objective"]["strategy"] == "majority" and "maj@k" in saved["eval"]
+    assert branch["final_train_metrics"]["sft/log_p"] != warm["final_train_metrics"]["sft/log_p"]
+    # Rerunning a finished run resumes at its last step and only re-evaluates.
+    again = sft.run(branch_cfg, str(tmp_path / "maj"))
+    assert again["eval"] == branch["eval"]
+
+
+def test_rl_smoke(tmp_path):
+    report = rl.run(common.load_config("configs/rl/arith.py:passn4_log,smoke"), str(tmp_path))
+    assert report["steps"] == 2 and "weights/mean" in report["final_train_metrics"]
+
+
+def test_config_errors():
+    with pytest.raises(KeyError, match=r"no field 'opt\.learning_rate'"):
+        common.load_config("configs/sft/arith.py:smoke", {"opt.learning_rate": 1.0})
+    with pytest.raises(ValueError, match="unknown phase"):
+        common.load_config("configs/sft/arith.py:passn3")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        common.load_config("configs/sft/nope.py")
+    with pytest.raises(ValueError, match="unknown variant"):
+        common.load_config("configs/rl/arith.py:maj")
