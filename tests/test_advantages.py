@@ -1,5 +1,6 @@
 """Group advantages, Pass@k group advantage, Best-of-N quantiles, reward-history FIFO (SPEC §2.3, §2.6)."""
 
+import functools
 import itertools
 import math
 
@@ -9,6 +10,9 @@ import numpy as np
 import pytest
 
 from cat_jax import advantages as adv
+
+# Tests compile many tiny programs once each: XLA's cheapest backend pipeline halves compile time.
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def test_group_advantages_formula_zero_mean_and_row_independence():
@@ -53,7 +57,7 @@ def test_bad_input_names_the_argument():
 
 
 def test_non_binary_under_jit_is_nan_not_silent():
-    f = jax.jit(lambda r: adv.group_advantages(r, all_wrong_penalty=0.5))
+    f = jit(lambda r: adv.group_advantages(r, all_wrong_penalty=0.5))
     assert np.isnan(np.asarray(f(jnp.array([[0.5, 0.0]])))).all()
 
 
@@ -61,7 +65,7 @@ def test_compute_advantages_filter_metric_and_detached():
     r = jnp.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 2.0, 1.0]])
     cfg = adv.AdvantageConfig(filter_zero_variance=True)
 
-    @jax.jit
+    @jit
     def run(x):
         a, m = adv.compute_advantages(x, config=cfg)
         a_full, _ = adv.compute_advantages(x, config=adv.AdvantageConfig())
@@ -91,9 +95,7 @@ def _brute_passk(row, k):
 def test_passk_group_advantage_equals_subset_enumeration(m, x64):
     rows = np.array([[1.0] * c + [0.0] * (m - c) for c in range(m + 1)])
     rows = np.stack([np.random.default_rng(c).permutation(row) for c, row in enumerate(rows)])
-    every_k = jax.jit(lambda r: [adv.passk_group_advantages(r, k=k) for k in range(1, m + 1)])(
-        jnp.asarray(rows)
-    )
+    every_k = jit(lambda r: [adv.passk_group_advantages(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
     for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_passk(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"m={m} k={k}")
@@ -115,30 +117,36 @@ def test_within_prompt_quantiles_examples_and_ties():
 
 
 def test_reward_history_example_empty_and_query_does_not_mutate():
-    h = adv.RewardHistory.create(capacity=10)
-    np.testing.assert_array_equal(np.asarray(h.quantiles(jnp.array([[1.0, 5.0]]))), 0.5)
-    h = h.append(jnp.array([2.0, 4.0, 6.0]))
+    empty = adv.RewardHistory.create(capacity=10)
+    h = jit(empty.append)(jnp.array([2.0, 4.0, 6.0]))
     before = jax.tree.map(np.asarray, h)
-    q = h.quantiles(jnp.array([[1.0, 2.0]]))
+    query = jit(lambda hist, r: (hist.quantiles(r), hist.quantiles(r[:, :1] + 6.0)))
+    q0, _ = query(empty, jnp.array([[1.0, 5.0]]))
+    np.testing.assert_array_equal(np.asarray(q0), 0.5)
+    q, q7 = query(h, jnp.array([[1.0, 2.0]]))
     np.testing.assert_allclose(np.asarray(q), [[0.2, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(q7), [[0.8]], rtol=1e-6)
     jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, h))
-    np.testing.assert_allclose(np.asarray(h.quantiles(jnp.array([[7.0]]))), [[0.8]], rtol=1e-6)
 
 
 def test_reward_history_fifo_capacity_and_clip():
-    h = adv.RewardHistory.create(capacity=4)
-    h = h.append(jnp.array([[10.0, 11.0, 12.0]]))
-    h = h.append(jnp.array([[0.0, 1.0]]))  # 10.0 falls out
-    assert int(h.count) == 4
-    assert sorted(np.asarray(h.buffer).tolist()) == [0.0, 1.0, 11.0, 12.0]
-    h = h.append(jnp.arange(6.0).reshape(2, 3))  # more than capacity: only the newest 4 stay
-    assert sorted(np.asarray(h.buffer).tolist()) == [2.0, 3.0, 4.0, 5.0]
-    big = adv.RewardHistory.create(capacity=2000).append(jnp.zeros(2000))
-    np.testing.assert_allclose(np.asarray(big.quantiles(jnp.array([[-1.0, 1.0]]))), [[0.001, 0.999]])
+    @jit
+    def run():
+        h1 = adv.RewardHistory.create(capacity=4).append(jnp.array([[10.0, 11.0, 12.0]]))
+        h2 = h1.append(jnp.array([[0.0, 1.0]]))  # 10.0 falls out
+        h3 = h2.append(jnp.arange(6.0).reshape(2, 3))  # more than capacity: only the newest 4 stay
+        big = adv.RewardHistory.create(capacity=2000).append(jnp.zeros(2000))
+        return h2, h3, big.quantiles(jnp.array([[-1.0, 1.0]]))
+
+    h2, h3, q = run()
+    assert int(h2.count) == 4
+    assert sorted(np.asarray(h2.buffer).tolist()) == [0.0, 1.0, 11.0, 12.0]
+    assert sorted(np.asarray(h3.buffer).tolist()) == [2.0, 3.0, 4.0, 5.0]
+    np.testing.assert_allclose(np.asarray(q), [[0.001, 0.999]])
 
 
 def test_reward_history_is_a_pytree_usable_in_jit():
-    @jax.jit
+    @jit
     def step(h, r):
         return h.quantiles(r), h.append(r)
 
@@ -153,7 +161,7 @@ def test_reward_history_is_a_pytree_usable_in_jit():
 
 def test_passk_no_signal_groups_are_exactly_zero_in_float32_under_jit():
     r = jnp.array([[0.0] * 8, [1.0] * 8, [1.0] * 6 + [0.0] * 2])
-    every_k = jax.jit(lambda x: [adv.passk_group_advantages(x, k=k) for k in range(1, 9)])(r)
+    every_k = jit(lambda x: [adv.passk_group_advantages(x, k=k) for k in range(1, 9)])(r)
     for k, a in enumerate(map(np.asarray, every_k), start=1):
         assert not a[:2].any(), k
         assert a[2].any() == (k <= 2), k  # with 2 wrong, k >= 3 subsets always contain a success

@@ -1,5 +1,6 @@
 """The CAT RL weight pipeline (SPEC §2.5), normalisation rules (§2.4) and the PKPO reward transforms."""
 
+import functools
 import itertools
 import math
 
@@ -12,8 +13,11 @@ from cat_jax import advantages as adv
 from cat_jax import objectives as obj
 from cat_jax import weights as W
 
+# Tests compile many tiny programs once each: XLA's cheapest backend pipeline halves compile time.
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
 # Value tests go through jit (one compile is cheaper than op-by-op dispatch); validation tests stay eager.
-cat_weights = jax.jit(W.cat_weights, static_argnames=("config",))
+cat_weights = jit(W.cat_weights, static_argnames=("config",))
 
 
 @pytest.mark.parametrize(
@@ -34,19 +38,14 @@ def _majority_inputs():
 
 def test_strongest_wrong_answer_with_invalid_answers_sharing_none():
     rewards, ids, valid = _majority_inputs()
-    c = W.strongest_wrong_count(ids, valid, rewards == 1)
-    assert c.tolist() == [2, 2]
-    ks = W.majority_thresholds(c, n=8, m=4)
+    # Row 2: distinct invalid answers are still one category. Row 3: a correct rollout is never a rival.
+    ids = jnp.concatenate([ids, jnp.array([[1, 2, 3, 1], [1, 1, 1, 2]])])
+    valid = jnp.concatenate([valid, jnp.array([[False, False, False, True], [True, True, True, True]])])
+    correct = jnp.concatenate([rewards == 1, jnp.array([[False] * 4, [True, True, False, False]])])
+    c = jit(W.strongest_wrong_count)(ids, valid, correct)
+    assert c.tolist() == [2, 2, 3, 1]
+    ks = W.majority_thresholds(c[:2], n=8, m=4)
     assert ks.tolist() == [5, 5]  # keys (None, None, yes, yes), N = 8 -> 5; invalids stay in M
-    # Distinct invalid answers are still one category; a correct rollout never counts as a rival.
-    c2 = W.strongest_wrong_count(
-        jnp.array([[1, 2, 3, 1]]), jnp.array([[False, False, False, True]]), jnp.zeros((1, 4), bool)
-    )
-    assert c2.tolist() == [3]
-    c3 = W.strongest_wrong_count(
-        jnp.array([[1, 1, 1, 2]]), jnp.ones((1, 4), bool), jnp.array([[1, 1, 0, 0]]) == 1
-    )
-    assert c3.tolist() == [1]
 
 
 @pytest.mark.parametrize("form", ["raw", "log"])
@@ -174,10 +173,10 @@ def test_config_and_input_validation():
 
 def test_jit_nan_on_non_binary_and_detached():
     cfg = W.WeightConfig(strategy="passn", n=4, normalize=True)
-    f = jax.jit(lambda r, lp: W.cat_weights(r, lp, config=cfg)[0])
+    f = jit(lambda r, lp: W.cat_weights(r, lp, config=cfg)[0])
     assert np.isnan(np.asarray(f(jnp.array([[0.5, 1.0], [0.0, 1.0]]), -jnp.ones((2, 2))))).all()
     lp = jnp.array([[-0.1, -0.5], [-1.0, -2.0]])
-    g = jax.grad(lambda x: jnp.sum(W.cat_weights(jnp.ones((2, 2)), x, config=cfg)[0]))(lp)
+    g = jit(jax.grad(lambda x: jnp.sum(W.cat_weights(jnp.ones((2, 2)), x, config=cfg)[0])))(lp)
     np.testing.assert_array_equal(np.asarray(g), 0.0)
 
 
@@ -193,7 +192,7 @@ def _brute_pkpo(row, k):
 @pytest.mark.parametrize("m", [1, 3, 5, 6])
 def test_pkpo_pass_equals_subset_enumeration(m, x64):
     rows = np.stack([np.random.default_rng(c).permutation([1.0] * c + [0.0] * (m - c)) for c in range(m + 1)])
-    every_k = jax.jit(lambda r: [W.pkpo_pass_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
+    every_k = jit(lambda r: [W.pkpo_pass_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
     for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_pkpo(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"m={m} k={k}")
@@ -207,7 +206,7 @@ def test_pkpo_pass_equals_subset_enumeration(m, x64):
 def test_pkpo_max_equals_subset_enumeration_with_ties(m, x64):
     rng = np.random.default_rng(m)
     rows = np.concatenate([rng.normal(size=(3, m)), rng.integers(0, 3, size=(3, m)).astype(float)])
-    every_k = jax.jit(lambda r: [W.pkpo_max_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
+    every_k = jit(lambda r: [W.pkpo_max_rewards(r, k=k) for k in range(1, m + 1)])(jnp.asarray(rows))
     for k, got in enumerate(map(np.asarray, every_k), start=1):
         want = np.stack([_brute_pkpo(row, k) for row in rows])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"m={m} k={k}")
