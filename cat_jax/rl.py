@@ -159,6 +159,11 @@ def make_rl_step(
             "weights": w.astype(a.dtype),
             "num_completions": b * m,
         }
+        if loss.surrogate == "clipped":
+            # Old policy = the parameters that sampled (one extra forward, same layout as the loss's tokens).
+            rl_batch["old_log_probs"] = jax.lax.stop_gradient(
+                sampling.sequence_log_probs(apply, state.params, tokens, tmask)
+            )
         if loss.kl_beta > 0:
             rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, extra["reference"], tokens, tmask)
         (value, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, rl_batch, key)

@@ -43,7 +43,7 @@ BATCH = {
 ROLLOUT = rl.RolloutConfig(num_samples=4, max_new_tokens=3, temperature=1.0)
 
 
-def _step(weights, *, kl=0.0, penalty=0.0):
+def _step(weights, *, kl=0.0, penalty=0.0, surrogate="reinforce"):
     tx = train_lib.make_optimizer(train_lib.OptimizerConfig(lr=1e-2))
     fn = rl.make_rl_step(
         MODEL.apply,
@@ -52,7 +52,7 @@ def _step(weights, *, kl=0.0, penalty=0.0):
         rollout=ROLLOUT,
         weights=weights,
         advantages=adv.AdvantageConfig(all_wrong_penalty=penalty),
-        loss=losses.PolicyLossConfig(kl_beta=kl),
+        loss=losses.PolicyLossConfig(kl_beta=kl, surrogate=surrogate),
         stop_tokens=(EOS,),
     )
     return tx, jax.jit(fn)
@@ -84,11 +84,13 @@ def test_rl_step_runs_and_updates(weights):
         assert int(state2.extra["history"].count) == 2 * 2 * 4
 
 
-def test_kl_is_zero_at_the_reference():
-    tx, step = _step(wts.WeightConfig(), kl=0.1)
+def test_kl_is_zero_at_the_reference_and_ratio_is_one():
+    tx, step = _step(wts.WeightConfig(), kl=0.1, surrogate="clipped")
     state = train_lib.TrainState.create(MODEL.params, tx, seed=0, extra={"reference": MODEL.params})
     _, metrics = step(state, BATCH)
     assert abs(float(metrics["rl/kl"])) < 1e-6
+    # One update per batch with old = current parameters: the sequence ratio is exactly 1 (SPEC §2.7 note).
+    assert abs(float(metrics["rl/ratio"]) - 1.0) < 1e-5
 
 
 def test_rollout_config_validation():
