@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-import safetensors.numpy
 from flax import nnx
 
 from cat_jax.models import llama
@@ -210,6 +209,8 @@ def _hf_names(config: llama.LlamaConfig) -> dict[str, tuple[tuple, bool]]:
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    import safetensors.numpy  # imported on use: cat_jax.models must import without the checkpoint extras
+
     try:
         return safetensors.numpy.load_file(path)
     except TypeError:
@@ -233,6 +234,8 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
 
 def _write_safetensors(tensors: dict[str, np.ndarray], path: str) -> None:
     if all(t.dtype != ml_dtypes.bfloat16 for t in tensors.values()):
+        import safetensors.numpy
+
         safetensors.numpy.save_file(tensors, path, metadata={"format": "pt"})
         return
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
