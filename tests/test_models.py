@@ -78,15 +78,16 @@ def test_right_padding_does_not_leak(model, fwd):
 
 
 def test_bfloat16_params_compute_policy():
-    m = tiny_model(num_layers=2, param_dtype="bfloat16")
+    m = tiny_model(num_layers=2, param_dtype="bfloat16", tie_embeddings=True)
     assert {x.dtype for x in jax.tree.leaves(m.params)} == {jnp.dtype(jnp.bfloat16)}
-    cache = llama.init_cache(m.config, 1, 8)
-    logits, cache = jax.jit(m.apply)(m.params, jnp.arange(8)[None], _positions(1, 8), cache)
+    tokens = jax.random.randint(jax.random.key(4), (2, 8), 0, m.config.vocab_size)
+    cache = llama.init_cache(m.config, 2, 8)
+    logits, cache = jax.jit(m.apply)(m.params, tokens, _positions(2, 8), cache)
     assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
     assert cache[0]["k"].dtype == jnp.bfloat16
     # Same weights in float32 agree to bfloat16 precision.
     f32 = jax.tree.map(lambda x: x.astype(jnp.float32), m.params)
-    ref, _ = jax.jit(m.apply)(f32, jnp.arange(8)[None], _positions(1, 8))
+    ref, _ = jax.jit(m.apply)(f32, tokens, _positions(2, 8))
     p, q = jax.nn.softmax(logits), jax.nn.softmax(ref)
     assert float(jnp.abs(p - q).max()) < 0.05
 

@@ -13,8 +13,9 @@ Functional use (DESIGN.md §3)::
 
 **Compute policy.** Parameters are stored in ``param_dtype`` (float32 or bfloat16). Matmul inputs are cast
 to the parameter dtype and accumulate in float32 (``preferred_element_type``); the residual stream, RMSNorm,
-RoPE, attention scores, softmax and the output logits are float32. The KV cache and attention probabilities
-are in the parameter dtype. With float32 parameters every step is float32 (the HF parity tests, 1e-4).
+RoPE, attention (scores, softmax and the weighted sum, with cached keys/values upcast) and the output logits
+are float32; the KV cache is stored in the parameter dtype. With float32 parameters every step is float32
+(the HF parity tests, 1e-4).
 
 **KV cache.** A tuple with one ``{"k", "v"}`` dict per layer, each ``[batch, kv_heads, size, head_dim]``:
 batch on axis 0 and cache slot on axis -2 for every leaf (the sampler relies on this). A token at position
@@ -247,24 +248,26 @@ class Attention(nnx.Module):
             values = layer_cache["v"].at[rows, :, positions].set(v, mode="drop")
             layer_cache = {"k": keys, "v": values}
             key_pos = jnp.broadcast_to(jnp.arange(keys.shape[2])[None, :], (b, keys.shape[2]))
-        q = q.reshape(b, t, kvh, g, hd).astype(c.dtype)
+        # Attention in float32: XLA:CPU lacks a batched bf16 x bf16 -> f32 dot; long contexts want f32 scores.
+        q = q.reshape(b, t, kvh, g, hd)
+        keys32, values32 = keys.astype(jnp.float32), values.astype(jnp.float32)
         # One query token (decoding): a broadcast multiply-reduce, not b * kv_heads tiny batched matmuls;
         # with the [b, kv, s, d] cache layout the decode step went from 14 to 9 ms (tiny config, batch 256,
         # CPU). Prefill keeps the einsum.
         scale = 1.0 / math.sqrt(hd)
         if t == 1:
-            qk = q[:, 0, :, :, None, :].astype(jnp.float32) * keys[:, :, None].astype(jnp.float32)
+            qk = q[:, 0, :, :, None, :] * keys32[:, :, None]
             scores = jnp.sum(qk, axis=-1)[:, :, :, None, :] * scale  # [b, k, g, 1, s]
         else:
-            scores = jnp.einsum("btkgd,bksd->bkgts", q, keys, preferred_element_type=jnp.float32) * scale
+            scores = jnp.einsum("btkgd,bksd->bkgts", q, keys32) * scale
         visible = key_pos[:, None, :] <= positions[:, :, None]  # [b, t, s]; every query sees itself
         scores = jnp.where(visible[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(c.dtype)
+        probs = jax.nn.softmax(scores, axis=-1)
         if t == 1:
-            pv = probs[:, :, :, 0, :, None].astype(jnp.float32) * values[:, :, None].astype(jnp.float32)
+            pv = probs[:, :, :, 0, :, None] * values32[:, :, None]
             out = jnp.sum(pv, axis=-2)[:, None]  # [b, 1, k, g, d]
         else:
-            out = jnp.einsum("bkgts,bksd->btkgd", probs, values, preferred_element_type=jnp.float32)
+            out = jnp.einsum("bkgts,bksd->btkgd", probs, values32)
         return self.o(out.reshape(b, t, c.num_heads * hd)), layer_cache
 
 
