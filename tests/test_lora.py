@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from cat_jax import sampling
-from cat_jax.models import lora
+from cat_jax.models import llama, lora
 from cat_jax.testing import tiny_model
 
 CFG = lora.LoRAConfig(rank=4, alpha=8.0, targets=("q", "v", "o", "down"))
@@ -91,3 +91,25 @@ def test_gradients_reach_only_adapters_and_training_moves_them(setup):
 def test_bad_lora_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lora.LoRAConfig(**kwargs)
+
+
+def test_sampling_through_adapters_equals_merged_model(setup):
+    m, graphdef, adapters = setup
+    # Non-zero adapters, so the check is not trivially the base model.
+    adapters = jax.tree.map(
+        lambda x: x + 0.05 * jax.random.normal(jax.random.key(3), x.shape, x.dtype), adapters
+    )
+    graphdef0, merged = lora.merge(graphdef, adapters, m.params)
+    prompts, lengths = jnp.arange(12).reshape(2, 6), jnp.array([6, 4])
+
+    def greedy(apply, params):
+        cache = llama.init_cache(m.config, 2, 14)
+        args = (apply, params, cache, prompts, lengths, jax.random.key(0))
+        return sampling.sample(*args, num_samples=1, max_new_tokens=8, strategy=sampling.Greedy())
+
+    adapted = greedy(lora.decoder(graphdef), (adapters, m.params))
+    plain = greedy(llama.decoder(graphdef0), merged)
+    base = greedy(m.apply, m.params)
+    np.testing.assert_array_equal(adapted.tokens, plain.tokens)
+    np.testing.assert_allclose(adapted.logp_model, plain.logp_model, atol=1e-4)
+    assert not np.array_equal(adapted.logp_model, base.logp_model)
