@@ -169,7 +169,8 @@ def make_rl_step(
         (value, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, rl_batch, key)
         if use_history:
             extra["history"] = history.append(scores.rewards)
-        new_state, update_metrics = train_lib.guarded_update(state, tx, value, grads, extra=extra)
+        replace = {"extra": extra} if use_history else {}  # only the history changes in extra
+        new_state, update_metrics = train_lib.guarded_update(state, tx, value, grads, **replace)
         rewards = scores.rewards
         metrics = {
             **metrics,

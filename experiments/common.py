@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, train_lib
+from cat_jax import evaluation, sharding, train_lib
 from cat_jax.models import llama
 
 
@@ -56,6 +56,28 @@ def optimizer_config(opt: ml_collections.ConfigDict, *, total_steps: int) -> tra
         clip_norm=None if opt.get("clip_norm") is None else float(opt.clip_norm),
         accum_steps=int(opt.get("accum_steps", 1)),
     )
+
+
+def make_mesh(cfg: ml_collections.ConfigDict):
+    """``config.mesh`` -> a ``(data, fsdp)`` mesh, or None for a plain single-device run (``devices = 1``)."""
+    devices = int(cfg.devices)
+    if devices == 1 and int(cfg.fsdp) == 1:
+        return None
+    return sharding.make_mesh(None if devices == 0 else devices, fsdp=int(cfg.fsdp))
+
+
+def place_params(params, mesh, cfg: ml_collections.ConfigDict):
+    """Parameters on the mesh: replicated, or FSDP-sharded when ``cfg.fsdp > 1``."""
+    if mesh is None:
+        return params
+    return sharding.place(params, sharding.param_shardings(params, mesh, fsdp=int(cfg.fsdp) > 1))
+
+
+def sharded_batches(batches, mesh):
+    """``batches(step)`` with every array split over the mesh devices along axis 0 (identity without one)."""
+    if mesh is None:
+        return batches
+    return lambda step: sharding.shard_batch(jax.tree.map(np.asarray, batches(step)), mesh)
 
 
 def write_json(path: str | pathlib.Path, payload: Any) -> pathlib.Path:

@@ -60,6 +60,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
     if config.init_from:
         params = common.load_params(config.init_from, params)
+    mesh = common.make_mesh(config.mesh)
+    params = common.place_params(params, mesh, config.mesh)
     apply = llama.decoder(graphdef)
     num_steps = int(config.steps)
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
@@ -85,7 +87,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     result = train_lib.train_loop(
         state,
         jax.jit(step, donate_argnums=0),
-        _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed)),
+        common.sharded_batches(
+            _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed)), mesh
+        ),
         num_steps=num_steps,
         workdir=workdir,
         checkpoint_every=int(config.checkpoint_every),

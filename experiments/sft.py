@@ -61,6 +61,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
     if config.init_from:
         params = common.load_params(config.init_from, params)
+    mesh = common.make_mesh(config.mesh)
+    params = common.place_params(params, mesh, config.mesh)
     apply = llama.decoder(graphdef)
     step = jax.jit(
         train_lib.make_train_step(losses.make_sft_loss_fn(apply, objective=objective), tx), donate_argnums=0
@@ -69,7 +71,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     result = train_lib.train_loop(
         state,
         step,
-        batches,
+        common.sharded_batches(batches, mesh),
         num_steps=num_steps,
         workdir=workdir,
         checkpoint_every=int(config.checkpoint_every),

@@ -73,6 +73,10 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.eval.chunk = 100  # prompts per sampler call
     c.eval.seed = 1
 
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.devices = 1  # 1: single device; 0: every visible device; the batch is split over them
+    c.mesh.fsdp = 1  # > 1: shard large parameters over this many devices (FSDP); must divide devices
+
     c.checkpoint_every = 200
     c.log_every = 10
     c.progress = True
