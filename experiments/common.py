@@ -110,12 +110,20 @@ def load_params(workdir: str | pathlib.Path, template):
         return ckptr.restore(path, abstract)
 
 
-def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.ConfigDict) -> dict:
-    """Sample ``cfg.num_samples`` completions per held-out prompt and compute exact scaling curves."""
+def sample_and_score(
+    apply,
+    params,
+    model_cfg,
+    data: TaskData,
+    cfg: ml_collections.ConfigDict,
+    *,
+    temperature: float | None = None,
+) -> evaluation.Scored:
+    """Sample ``cfg.num_samples`` completions per held-out prompt and score them into ``[B, N]`` arrays."""
     sample_cfg = evaluation.SampleConfig(
         num_samples=int(cfg.num_samples),
         max_new_tokens=int(data.max_new_tokens),
-        temperature=float(cfg.temperature),
+        temperature=float(cfg.temperature if temperature is None else temperature),
         chunk=int(cfg.chunk),
     )
     tokens, mask = evaluation.generate(
@@ -129,16 +137,19 @@ def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.Confi
         stop_tokens=data.stop_tokens,
         pad_id=data.pad_id,
     )
-    scored = data.score(tokens, mask)
-    ks = [k for k in cfg.ks if k <= sample_cfg.num_samples]
+    return data.score(tokens, mask)
+
+
+def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.ConfigDict) -> dict:
+    """Exact pass@k / maj@k curves (mean, SE over held-out problems) of one model, as a JSON-ready dict."""
+    scored = sample_and_score(apply, params, model_cfg, data, cfg)
+    ks = [k for k in cfg.ks if k <= int(cfg.num_samples)]
     curves = evaluation.curves(scored, ks)
     return {
         "eval": {name: evaluation.curve_record(c) for name, c in curves.items()},
-        "eval_problems": int(tokens.shape[0]),
-        "eval_samples": int(tokens.shape[1]),
-        "distinct_answers_per_problem": float(np.mean([len(set(r)) for r in np.asarray(scored.answer_ids)]))
-        if scored.answer_ids is not None
-        else None,
+        "eval_problems": int(scored.correct.shape[0]),
+        "eval_samples": int(scored.correct.shape[1]),
+        "distinct_answers_per_problem": float(np.mean([len(set(r)) for r in np.asarray(scored.answer_ids)])),
     }
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments import common, rl, sft
+from experiments import common, evaluate, rl, sft
 
 
 def test_sft_warmup_then_branch(tmp_path):
@@ -21,6 +21,14 @@ def test_sft_warmup_then_branch(tmp_path):
     # Rerunning a finished run resumes at its last step and only re-evaluates.
     again = sft.run(branch_cfg, str(tmp_path / "maj"))
     assert again["eval"] == branch["eval"]
+    # Side-by-side evaluation with a temperature sweep: JSON, table and plots.
+    runs = f"warm={tmp_path / 'warm'},maj={tmp_path / 'maj'}"
+    eval_cfg = common.load_config("configs/eval/arith.py:smoke", {"runs": runs, "temperatures": [1.0, 1.5]})
+    report = evaluate.run(eval_cfg, str(tmp_path / "eval"))
+    assert set(report["curves"]) == {"warm T=1", "warm T=1.5", "maj T=1", "maj T=1.5"}
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "| maj T=1.5 |" in table and (tmp_path / "eval" / "pass_at_k.png").stat().st_size > 1000
+    assert report["curves"]["maj T=1"]["pass@k"] == branch["eval"]["pass@k"]
 
 
 def test_rl_smoke(tmp_path):
@@ -37,3 +45,5 @@ def test_config_errors():
         common.load_config("configs/sft/nope.py")
     with pytest.raises(ValueError, match="unknown variant"):
         common.load_config("configs/rl/arith.py:maj")
+    with pytest.raises(ValueError, match="runs must look like"):
+        evaluate.parse_runs("ce:/tmp/x")
