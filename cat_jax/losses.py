@@ -33,6 +33,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Shaped
 
 from cat_jax import numerics as nx
 from cat_jax import objectives as obj
+from cat_jax import plurality
 
 IGNORE = -100  # label of an unsupervised position (the Hugging Face convention the data pipeline uses)
 SFT_STRATEGIES = ("ce", "passn", "majority")
@@ -400,3 +401,40 @@ def weighted_policy_loss(
     if reduction == "sum":
         return jnp.sum(per)
     return per
+
+
+# ----------------------------------------------------------------------------- exact plurality SFT
+
+
+def make_plurality_sft_loss_fn(apply_fn: ApplyFn, *, n: int, ties: str = "first") -> LossFn:
+    r"""``loss_fn`` for the exact Majority-Vote SFT objective on tasks with a finite answer set.
+
+    ``batch``: ``candidate_tokens [b, C, L]`` (prompt + each of the ``C`` candidate answers, right-padded),
+    ``candidate_labels [b, C, L]`` (-100 except on the answer tokens) and ``target [b]`` (index of the correct
+    candidate). The model's probabilities of the ``C`` answers (the rest of its mass counts as unparseable) go
+    into :func:`cat_jax.plurality.majority_exact_sft_loss`: ``-log P[target wins an n-sample plurality]``,
+    which, unlike the fixed-threshold surrogate, also pushes rival answers down. Cost ``O(C N^3)`` per prompt
+    (``O(C^2 N^3)`` with ``ties="first"``) plus ``C`` forward passes per prompt.
+    """
+    n = nx.check_int("n", n, minimum=1)
+    nx.check_choice("ties", ties, ("first", "fail"))
+
+    def loss_fn(params, batch, rng):
+        del rng
+        tokens = jnp.asarray(batch["candidate_tokens"])
+        b, c, length = tokens.shape
+        flat = tokens.reshape(b * c, length)
+        pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None, :], flat.shape)
+        logits, _ = apply_fn(params, flat, pos, None)
+        log_p, _ = completion_log_probs(logits, jnp.asarray(batch["candidate_labels"]).reshape(b * c, length))
+        log_p = log_p.reshape(b, c)
+        loss = plurality.majority_exact_sft_loss(log_p, batch["target"], n=n, ties=ties)
+        target_lp = jnp.take_along_axis(log_p, jnp.asarray(batch["target"])[:, None], axis=1)[:, 0]
+        metrics = {
+            "loss/sft": loss,
+            "sft/log_p": jnp.mean(jax.lax.stop_gradient(target_lp)),
+            "sft/answer_mass": jnp.mean(jnp.sum(jnp.exp(jax.lax.stop_gradient(log_p)), axis=-1)),
+        }
+        return loss, metrics
+
+    return loss_fn
