@@ -109,6 +109,8 @@ def make_rl_step(
     advantages: adv.AdvantageConfig,
     loss: losses.PolicyLossConfig,
     score_fn: ScoreFn = exact_match_scores,
+    reward_transform: str = "identity",
+    transform_k: int = 1,
     stop_tokens: tuple[int, ...] = (),
     pad_id: int = 0,
 ):
@@ -116,7 +118,12 @@ def make_rl_step(
 
     ``batch``: ``prompts [B, P]`` (right-padded), ``lengths [B]`` and the scorer's fields. ``apply`` must
     be hashable (``cat_jax.models.decoder(graphdef)``); ``make_cache(rows, slots)`` builds an empty cache.
+    ``reward_transform`` (``cat_jax.weights.TRANSFORMS``, e.g. ``"pkpo_pass"`` with ``transform_k``) reshapes
+    the rewards before the advantages (PKPO: the sample-level unbiased pass@k objective); the CAT weights
+    always see the verifier's rewards.
     """
+    transform = wts.get_transform(reward_transform)
+    nx.check_int("transform_k", transform_k, minimum=1, maximum=rollout.num_samples)
     loss_fn = losses.make_rl_loss_fn(apply, config=loss)
     use_history = weights.strategy == "bon" and weights.quantile == "history"
 
@@ -150,7 +157,8 @@ def make_rl_step(
             answer_valid=scores.valid,
             history=history,
         )
-        a, a_stats = adv.compute_advantages(scores.rewards, config=advantages)
+        shaped = transform(scores.rewards, k=transform_k)
+        a, a_stats = adv.compute_advantages(shaped, config=advantages)
         tokens, tmask = sampling.join(prompts, lengths, out.tokens, out.mask, pad_id=pad_id)
         rl_batch = {
             "tokens": tokens,

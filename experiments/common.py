@@ -80,6 +80,40 @@ def sharded_batches(batches, mesh):
     return lambda step: sharding.shard_batch(jax.tree.map(np.asarray, batches(step)), mesh)
 
 
+def parse_schedule(spec: str, default: int) -> list[tuple[int, int]]:
+    """``"0:4,100:16"`` -> ``[(0, 4), (100, 16)]`` (value from each start step on); ``""`` -> constant."""
+    if not spec:
+        return [(0, int(default))]
+    points = []
+    for item in spec.split(","):
+        start, sep, value = item.partition(":")
+        if not sep or not start.strip().isdigit() or not value.strip().isdigit():
+            raise ValueError(f"schedule must look like '0:4,100:16' (step:value, ...), got {spec!r}")
+        points.append((int(start), int(value)))
+    points.sort()
+    if points[0][0] != 0:
+        raise ValueError(f"schedule must start at step 0, got {spec!r}")
+    return points
+
+
+def value_at(schedule: list[tuple[int, int]], step: int) -> int:
+    return [v for s, v in schedule if s <= step][-1]
+
+
+def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
+    """A host-side step that jits ``make_step(value)`` once per scheduled value and dispatches on the step."""
+    compiled = {}
+
+    def step(state, batch):
+        value = value_at(schedule, int(jax.device_get(state.step)))
+        if value not in compiled:
+            compiled[value] = jax.jit(make_step(value), donate_argnums=0)
+        state, metrics = compiled[value](state, batch)
+        return state, {**metrics, metric: value}
+
+    return step
+
+
 def write_json(path: str | pathlib.Path, payload: Any) -> pathlib.Path:
     """Write ``payload`` as indented JSON, creating parent folders."""
     path = pathlib.Path(path)

@@ -12,6 +12,7 @@ maj@k curves on held-out problems.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import time
@@ -67,17 +68,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
     weights = wts.WeightConfig(**config.weights.to_dict())
     loss_cfg = losses.PolicyLossConfig(**config.loss.to_dict())
-    step = rl.make_rl_step(
-        apply,
-        tx,
-        functools.partial(llama.init_cache, model_cfg),
-        rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
-        weights=weights,
-        advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
-        loss=loss_cfg,
-        stop_tokens=data.stop_tokens,
-        pad_id=data.pad_id,
-    )
+    # The aligned budget may follow a schedule: N of the CAT weights, or k of the PKPO transform.
+    schedules_k = weights.strategy == "standard" and config.reward.transform != "identity"
+    default = int(config.reward.k) if schedules_k else weights.n
+    schedule = common.parse_schedule(config.n_schedule, default)
+
+    def make_step(value: int):
+        w = weights if schedules_k else dataclasses.replace(weights, n=value)
+        return rl.make_rl_step(
+            apply,
+            tx,
+            functools.partial(llama.init_cache, model_cfg),
+            rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
+            weights=w,
+            advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
+            loss=loss_cfg,
+            reward_transform=config.reward.transform,
+            transform_k=value if schedules_k else int(config.reward.k),
+            stop_tokens=data.stop_tokens,
+            pad_id=data.pad_id,
+        )
+
+    step = common.scheduled_step(make_step, schedule, metric="schedule/value")
     extra = {}
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()
@@ -86,7 +98,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
     result = train_lib.train_loop(
         state,
-        jax.jit(step, donate_argnums=0),
+        step,
         common.sharded_batches(
             _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed)), mesh
         ),

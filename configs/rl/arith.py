@@ -8,14 +8,14 @@ Usage (start from an SFT warm-up, see configs/sft/arith.py)::
 
 Variants (SPEC §3.3 presets): ``standard`` (group advantages only), ``passn{4,16}_{log,raw}`` (sequence
 probability p, clip 50, no normalisation), ``maj{4,8}_{raw,log}`` (Laplace p, dynamic threshold, normalised,
-clip 10, all-wrong penalty 0.5), ``pkpo4`` is added by the experiments issue.
+clip 10, all-wrong penalty 0.5), ``pkpo{2,4,8}`` (PKPO pass@k reward transform, standard weights).
 """
 
 import ml_collections
 
 
 def _variant(name: str):
-    if name == "standard":
+    if name == "standard" or name.startswith("pkpo"):
         return {"strategy": "standard", "n": 1}, 0.0
     kind, _, form = name.partition("_")
     if form not in ("log", "raw") or not kind[-1:].isdigit():
@@ -70,6 +70,15 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.weights.normalize = weights.get("normalize", False)
     c.weights.clip = weights.get("clip")
     c.weights.quantile = "within_prompt"
+
+    c.reward = (
+        ml_collections.ConfigDict()
+    )  # reward transform before the advantages (cat_jax.weights.TRANSFORMS)
+    c.reward.transform = "pkpo_pass" if variant.startswith("pkpo") else "identity"
+    c.reward.k = int(variant[4:]) if variant.startswith("pkpo") else 1  # PKPO's pass@k budget (k <= M)
+    # Piecewise-constant schedule of the aligned budget ("0:4,100:16": N of the weights, or PKPO's k);
+    # "" keeps weights.n / reward.k fixed.
+    c.n_schedule = ""
 
     c.advantages = ml_collections.ConfigDict()  # cat_jax.advantages.AdvantageConfig
     c.advantages.estimator = "group"

@@ -32,8 +32,13 @@ def test_sft_warmup_then_branch(tmp_path):
 
 
 def test_rl_smoke(tmp_path):
-    report = rl.run(common.load_config("configs/rl/arith.py:passn4_log,smoke"), str(tmp_path))
+    report = rl.run(common.load_config("configs/rl/arith.py:passn4_log,smoke"), str(tmp_path / "a"))
     assert report["steps"] == 2 and "weights/mean" in report["final_train_metrics"]
+    # PKPO with its k on a schedule: one compiled step per scheduled value, the value logged per step.
+    cfg = common.load_config("configs/rl/arith.py:pkpo4,smoke", {"n_schedule": "0:2,1:4"})
+    rl.run(cfg, str(tmp_path / "b"))
+    logged = [json.loads(line)["schedule/value"] for line in (tmp_path / "b" / "metrics.jsonl").open()]
+    assert logged == [2, 4]
 
 
 def test_config_errors():
@@ -45,5 +50,10 @@ def test_config_errors():
         common.load_config("configs/sft/nope.py")
     with pytest.raises(ValueError, match="unknown variant"):
         common.load_config("configs/rl/arith.py:maj")
+    with pytest.raises(ValueError, match="must start at step 0"):
+        common.parse_schedule("5:4", 1)
+    with pytest.raises(ValueError, match="step:value"):
+        common.parse_schedule("0-4", 1)
+    assert common.value_at(common.parse_schedule("0:4,10:16", 1), 9) == 4
     with pytest.raises(ValueError, match="runs must look like"):
         evaluate.parse_runs("ce:/tmp/x")
