@@ -28,7 +28,7 @@ test: lint
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)"; fi; exit $$rc
 
 run: $(STAMP)
-	$(BIN)/python -m cat_jax.cli quickstart
+	$(BIN)/python -m experiments.quickstart --workdir=workdirs/quickstart
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

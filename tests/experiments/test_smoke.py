@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments import common, evaluate, rl, sft
+from experiments import common, evaluate, quickstart, rl, sft
 
 
 def test_sft_warmup_then_branch(tmp_path):
@@ -57,3 +57,8 @@ def test_config_errors():
     assert common.value_at(common.parse_schedule("0:4,10:16", 1), 9) == 4
     with pytest.raises(ValueError, match="runs must look like"):
         evaluate.parse_runs("ce:/tmp/x")
+
+
+def test_quickstart_smoke(tmp_path):
+    table = quickstart.run(str(tmp_path), smoke=True, progress=False)
+    assert "| ce |" in table and "| passn16 |" in table and "pass@k" in table
