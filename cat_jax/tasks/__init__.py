@@ -1,0 +1,1 @@
+"""Verifiable tasks: synthetic arithmetic, protein rewards, MATH answer checking, tokenizers."""
