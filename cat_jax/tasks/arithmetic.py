@@ -1,0 +1,99 @@
+"""Synthetic verifiable reasoning tasks with difficulty knobs (pure Python / numpy).
+
+Each task yields ``Problem(prompt, solution, answer)``: ``prompt`` ends with ``=``, ``answer`` is a
+fixed-width digit string so wrong answers share a large but finite space and cluster (maj@k != pass@k),
+and ``solution`` is a short worked derivation ending in the answer. ``check`` is exact string equality.
+
+>>> p = multiplication_problem(12, 34)
+>>> p.prompt, p.answer, check(p, "0408"), check(p, "408")
+('12x34=', '0408', True, False)
+>>> modular_chain_problem(7, [("+", 5), ("*", 3)], 10).solution
+'7+5=2;2*3=6;6'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A prompt, its worked solution (ending in the answer) and the exact final answer."""
+
+    prompt: str
+    solution: str
+    answer: str
+    family: str
+
+
+def check(problem: Problem, answer: str | None) -> bool:
+    """Exact verifier: the extracted answer string equals the reference."""
+    return answer is not None and answer.strip() == problem.answer
+
+
+def multiplication_problem(a: int, b: int, digits: int = 2) -> Problem:
+    """``a x b =`` with the product zero-padded to ``2 * digits`` characters (EXPERIMENTS.md design)."""
+    ans = f"{a * b:0{2 * digits}d}"
+    return Problem(f"{a}x{b}=", ans, ans, f"mul{digits}")
+
+
+def multiplication_problems(digits: int = 2) -> list[Problem]:
+    """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits)."""
+    lo, hi = 10 ** (digits - 1), 10**digits
+    return [multiplication_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
+
+
+def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:
+    """``start op1 v1 op2 v2 ... (mod m) =``; every step reduced mod ``m``; answer padded to m's width."""
+    width = len(str(modulus - 1))
+    x, steps = start % modulus, []
+    for op, v in ops:
+        if op not in "+-*":
+            raise ValueError(f"unknown operator {op!r}; expected one of + - *")
+        y = (x + v if op == "+" else x - v if op == "-" else x * v) % modulus
+        steps.append(f"{x}{op}{v}={y}")
+        x = y
+    ans = f"{x:0{width}d}"
+    prompt = f"{start}" + "".join(f"{op}{v}" for op, v in ops) + f"m{modulus}="
+    return Problem(prompt, ";".join([*steps, ans]), ans, f"modchain{len(ops)}m{modulus}")
+
+
+def sample_modular_chains(
+    n: int, steps: int = 3, modulus: int = 97, max_operand: int = 99, seed: int = 0
+) -> list[Problem]:
+    """``n`` distinct random chains; difficulty grows with ``steps``, ``modulus`` and ``max_operand``."""
+    rng = np.random.default_rng(seed)
+    seen: dict[str, Problem] = {}
+    space = (max_operand + 1) ** (steps + 1) * 3**steps
+    if n > space:
+        raise ValueError(f"asked for {n} distinct chains but only {space} exist")
+    while len(seen) < n:
+        start = int(rng.integers(0, max_operand + 1))
+        ops = [("+-*"[int(rng.integers(0, 3))], int(rng.integers(0, max_operand + 1))) for _ in range(steps)]
+        p = modular_chain_problem(start, ops, modulus)
+        seen.setdefault(p.prompt, p)
+    return list(seen.values())
+
+
+def split_problems(
+    problems: Sequence[Problem], num_train: int, num_test: int, seed: int = 0
+) -> tuple[list[Problem], list[Problem]]:
+    """Disjoint train/test subsets drawn by a seeded permutation; asking for more than exist is an error."""
+    if num_train + num_test > len(problems):
+        raise ValueError(f"num_train + num_test = {num_train + num_test} exceeds {len(problems)} problems")
+    order = np.random.default_rng(seed).permutation(len(problems))
+    pick = [problems[i] for i in order[: num_train + num_test]]
+    return pick[:num_train], pick[num_train:]
+
+
+def iter_family(name: str, **kw: int) -> Iterator[Problem]:
+    """Problems of a family: ``multiplication`` (digits) or ``modular_chain`` (n, steps, modulus, seed)."""
+    if name == "multiplication":
+        yield from multiplication_problems(kw.get("digits", 2))
+    elif name == "modular_chain":
+        yield from sample_modular_chains(**kw)
+    else:
+        raise ValueError(f"unknown task family {name!r}; expected 'multiplication' or 'modular_chain'")
