@@ -1,0 +1,136 @@
+"""Tokenizers (character level, local Hugging Face ``tokenizer.json``) and the SPEC §3.1 prompt/target layout.
+
+>>> tok = CharTokenizer("0123456789x=")
+>>> ex = layout(tok.encode("1x2=", bos=True), tok.encode("02", eos=True), max_len=8, pad_id=tok.pad_id)
+>>> ex["tokens"].tolist(), ex["labels"].tolist()
+([1, 4, 13, 5, 14, 3, 5, 2], [-100, -100, -100, -100, -100, 3, 5, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+IGNORE = -100
+
+
+class CharTokenizer:
+    """One id per character after reserved ids pad 0, bos 1, eos 2."""
+
+    pad_id, bos_id, eos_id = 0, 1, 2
+
+    def __init__(self, alphabet: str):
+        if len(set(alphabet)) != len(alphabet):
+            raise ValueError("alphabet has repeated characters")
+        self.alphabet = alphabet
+        self._ids = {c: i + 3 for i, c in enumerate(alphabet)}
+
+    @property
+    def vocab_size(self) -> int:
+        """Reserved ids plus one per character."""
+        return 3 + len(self.alphabet)
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        """Character ids, optionally framed by bos/eos; unknown characters are an error."""
+        try:
+            ids = [self._ids[c] for c in text]
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} is not in the tokenizer alphabet") from None
+        return [self.bos_id] * bos + ids + [self.eos_id] * eos
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of the ids up to the first eos, reserved ids skipped."""
+        out = []
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i >= 3:
+                out.append(self.alphabet[i - 3])
+        return "".join(out)
+
+
+class ByteTokenizer(CharTokenizer):
+    """UTF-8 bytes as ids 3..258."""
+
+    def __init__(self):
+        self.alphabet = ""
+
+    @property
+    def vocab_size(self) -> int:
+        """Reserved ids plus 256 bytes."""
+        return 259
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        """UTF-8 byte ids, optionally framed by bos/eos."""
+        return [self.bos_id] * bos + [b + 3 for b in text.encode()] + [self.eos_id] * eos
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """UTF-8 text of the ids up to the first eos."""
+        out = bytearray()
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i >= 3:
+                out.append(i - 3)
+        return out.decode(errors="replace")
+
+
+class HFTokenizer:
+    """A local ``tokenizer.json`` via the ``tokenizers`` package (imported on use; nothing downloads)."""
+
+    def __init__(self, path: str | Path, bos_token: str | None = None, eos_token: str | None = None):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise ImportError("HFTokenizer needs the `tokenizers` package: pip install 'cat_jax[hf]'") from e
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer file at {path}")
+        self._tok = Tokenizer.from_file(str(path))
+        self.bos_id = self._tok.token_to_id(bos_token) if bos_token else None
+        self.eos_id = self._tok.token_to_id(eos_token) if eos_token else None
+        # SPEC §3.1: pad = EOS when the tokenizer has no pad token.
+        self.pad_id = self.eos_id if self.eos_id is not None else 0
+
+    @property
+    def vocab_size(self) -> int:
+        """Vocabulary size including added tokens."""
+        return self._tok.get_vocab_size()
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        """Ids without the tokenizer's own special tokens, optionally framed by bos/eos."""
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        if (bos and self.bos_id is None) or (eos and self.eos_id is None):
+            raise ValueError("bos/eos requested but the token was not named")
+        return [self.bos_id] * bos + ids + [self.eos_id] * eos
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text with special tokens skipped."""
+        return self._tok.decode(list(ids), skip_special_tokens=True)
+
+
+def layout(
+    prompt_ids: Sequence[int], target_ids: Sequence[int], max_len: int, pad_id: int
+) -> dict[str, np.ndarray]:
+    """Right-padded ``tokens``, ``labels`` (prompt and padding -100) and ``mask`` of one example.
+
+    Labels are aligned with tokens (position t's label is predicted from position t-1, the one causal shift
+    happening in the loss); the target is cut at the end when too long (``truncate_target``, no EOS added);
+    a prompt that fills the window is an error.
+    """
+    p = len(prompt_ids)
+    if p == 0:
+        raise ValueError("empty prompt: the first position must be unsupervised")
+    if p >= max_len:
+        raise ValueError(f"prompt of {p} tokens fills the {max_len}-token window; nothing left to supervise")
+    tgt = list(target_ids)[: max_len - p]
+    n = p + len(tgt)
+    tokens = np.full(max_len, pad_id, np.int32)
+    tokens[:n] = [*prompt_ids, *tgt]
+    labels = np.full(max_len, IGNORE, np.int32)
+    labels[p:n] = tgt
+    mask = np.zeros(max_len, bool)
+    mask[:n] = True
+    return {"tokens": tokens, "labels": labels, "mask": mask, "prompt_len": np.int32(p)}
