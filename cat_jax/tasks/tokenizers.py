@@ -133,4 +133,4 @@ def layout(
     labels[p:n] = tgt
     mask = np.zeros(max_len, bool)
     mask[:n] = True
-    return {"tokens": tokens, "labels": labels, "mask": mask, "prompt_len": np.int32(p)}
+    return {"tokens": tokens, "labels": labels, "mask": mask, "prompt_len": np.asarray(p, np.int32)}

@@ -1,0 +1,117 @@
+"""Case tables for math_basic_v1 extraction, vote keys and verification (SPEC §3.5)."""
+
+from fractions import Fraction
+
+import pytest
+
+from cat_jax.tasks import math_answers as ma
+
+EXTRACT = [
+    ("", "boxed_or_last_number", None),
+    ("   \n", "boxed_or_last_number", None),
+    (r"\boxed{5}", "boxed_or_last_number", "5"),
+    (r"\boxed {5}", "boxed_or_last_number", "5"),
+    (r"\fbox{7}", "boxed_or_last_number", "7"),
+    (r"\boxed{1} and \boxed{2}", "boxed_or_last_number", "2"),
+    (r"\boxed{\frac{1}{2}}", "boxed_or_last_number", r"\frac{1}{2}"),
+    (r"\boxed{a\}b}", "boxed_or_last_number", r"a\}b"),
+    (r"\boxed{a\\}b}", "boxed_or_last_number", "a\\\\"),
+    (r"\boxed{}", "boxed_or_last_number", None),
+    (r"3 then \boxed{4", "boxed_or_last_number", None),
+    # A sentence-final dot is part of the numeric token (optional decimal part); it still verifies as 42.
+    ("the answer is 42.", "boxed_or_last_number", "42."),
+    ("x = -3.5e-2", "boxed_or_last_number", "-3.5e-2"),
+    ("take .25 now", "boxed_or_last_number", ".25"),
+    ("v2 and x3", "boxed_or_last_number", None),
+    ("1.2.3 and 9", "boxed_or_last_number", "9"),
+    ("7 apples", "boxed", None),
+    (r"\boxed{7}", "boxed", "7"),
+    ("  any text ", "answer_only", "any text"),
+]
+
+
+@pytest.mark.parametrize(("text", "mode", "want"), EXTRACT)
+def test_extract(text, mode, want):
+    assert ma.extract_answer(text, mode) == want
+
+
+def test_extract_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        ma.extract_answer("1", "nope")
+
+
+KEYS = [
+    (" 5 ", "5"),
+    ("\u22123", "-3"),
+    ("$x$", "x"),
+    ("$$x$$", "$x$"),
+    (r"\left(1,2\right)", "(1,2)"),
+    (r"\dfrac{1}{2}", r"\frac{1}{2}"),
+    (r"\tfrac12", r"\frac12"),
+    ("a b\tc", "abc"),
+    ("X", "X"),
+]
+
+
+@pytest.mark.parametrize(("raw", "key"), KEYS)
+def test_vote_key(raw, key):
+    assert ma.vote_key(raw) == key
+
+
+def test_vote_key_keeps_numeric_forms_apart():
+    assert ma.vote_key("0.5") != ma.vote_key("1/2")
+    assert ma.vote_key("x") != ma.vote_key("X")
+
+
+CORRECT = [
+    ("0.5", "1/2", True),
+    ("1/2", r"\frac{1}{2}", True),
+    (r"-\frac{1}{2}", "-0.5", True),
+    ("1.00009", "1", True),
+    ("1.0001", "1", False),
+    ("5e-1", "0.5", True),
+    ("1e1001", "1e1001", True),
+    ("1e1001", "1e1000", False),
+    ("2", r"so \boxed{2}", True),
+    ("3", r"so \boxed{2}", False),
+    ("x+1", "x+1", True),
+    ("x+1", "1+x", False),
+    ("", "", False),
+    ("nan", "nan", False),
+    ("inf", "inf", False),
+    ("Infinity", "Infinity", False),
+    (None, "1", False),
+    ("1/0", "1/0", True),
+    ("$5$", "5", True),
+    ("42.", "42", True),
+]
+
+
+@pytest.mark.parametrize(("ans", "ref", "want"), CORRECT)
+def test_is_correct(ans, ref, want):
+    assert ma.is_correct(ans, ref) is want
+
+
+def test_parse_scalar():
+    assert ma.parse_scalar("3") == 3
+    assert ma.parse_scalar("-1.25") == Fraction(-5, 4)
+    assert ma.parse_scalar("1e5") == 100000
+    assert ma.parse_scalar("1e123456") is None
+    assert ma.parse_scalar("1" * 129) is None
+    assert ma.parse_scalar("1/2/3") is None
+    assert ma.parse_scalar(r"\frac{a}{2}") is None
+
+
+def test_gsm8k():
+    assert ma.extract_gsm8k("a\n#### 72") == "72"
+    assert ma.extract_gsm8k("#### 1 #### 2,000") == "2000"
+    assert ma.extract_gsm8k("####   ") is None
+    assert ma.extract_gsm8k("72") is None
+
+
+def test_cluster_answers():
+    ids, valid = ma.cluster_answers([["a", "b", "a", None], [None, None, None, None]])
+    assert ids.tolist() == [[0, 1, 0, -1], [-1, -1, -1, -1]]
+    assert valid.tolist() == [[True, True, True, False], [False] * 4]
+    with pytest.raises(ValueError, match="row 1"):
+        ma.cluster_answers([["a"], ["a", "b"]])
