@@ -225,24 +225,12 @@ def batches(
 
     ds = grain.MapDataset.range(len(source))
     if shuffle:
+        # MapDataset.shuffle reshuffles every epoch of the repeat that follows it.
         ds = ds.shuffle(seed=seed)
-    ds = ds.repeat(num_epochs)
-    ds = ds.map(lambda i: (int(i), source[int(i)])).map(make)
-    if group_size > 1:
-        ds = ds.to_iter_dataset().map(lambda x: [x] * group_size)
-        ds = _flatten(ds)
-    else:
-        ds = ds.to_iter_dataset()
-    yield from ds.batch(batch_size, drop_remainder=True)
-
-
-def _flatten(ds):
-    class _Flat(grain.IterDataset):
-        def __init__(self, parent):
-            super().__init__(parent)
-
-        def __iter__(self):
-            for group in self._parent:
-                yield from group
-
-    return _Flat(ds)
+    ds = ds.repeat(num_epochs).map(lambda i: (int(i), source[int(i)])).map(make)
+    buf: list[dict[str, np.ndarray]] = []
+    for ex in ds.to_iter_dataset():
+        buf.extend([ex] * group_size)
+        if len(buf) == batch_size:
+            yield {k: np.stack([b[k] for b in buf]) for k in buf[0]}
+            buf = []
