@@ -45,11 +45,7 @@ class SampleConfig:
         sampling.TopP(self.top_p, temperature=self.temperature)  # the sampler's own checks and messages
 
     def strategy(self) -> sampling.Strategy:
-        if self.top_p < 1.0:
-            return sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)
-        if self.top_k > 0:
-            return sampling.TopK(self.top_k, temperature=self.temperature)
-        return sampling.Temperature(self.temperature)
+        return sampling.strategy_for(self.temperature, self.top_k, self.top_p)
 
 
 def generate(

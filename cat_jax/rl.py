@@ -50,11 +50,7 @@ class RolloutConfig:
         sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)  # the sampler's checks
 
     def strategy(self) -> sampling.Strategy:
-        if self.top_p < 1.0:
-            return sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)
-        if self.top_k > 0:
-            return sampling.TopK(self.top_k, temperature=self.temperature)
-        return sampling.Temperature(self.temperature)
+        return sampling.strategy_for(self.temperature, self.top_k, self.top_p)
 
 
 @jax.tree_util.register_dataclass

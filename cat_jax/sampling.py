@@ -117,6 +117,15 @@ class TopP:
 Strategy = Greedy | Temperature | TopK | TopP
 
 
+def strategy_for(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Strategy:
+    """Strategy for config-style settings: top-p (after top-k) if ``top_p < 1``, else top-k, else plain."""
+    if top_p < 1.0:
+        return TopP(top_p, temperature=temperature, k=top_k)
+    if top_k > 0:
+        return TopK(top_k, temperature=temperature)
+    return Temperature(temperature)
+
+
 class Samples(NamedTuple):
     """Sampler output; tokens after a sequence's stop token are ``pad_id`` with mask False and log-probs 0."""
 

@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import json
 import pathlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,6 +113,47 @@ def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
         return state, {**metrics, metric: value}
 
     return step
+
+
+def train_then_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    state: train_lib.TrainState,
+    step,
+    batches,
+    num_steps: int,
+    apply,
+    model_cfg,
+    data: TaskData,
+    started: float,
+    **extra_report,
+) -> dict:
+    """The shared tail of every training experiment: loop (auto-resume), final params, evaluation, JSON."""
+    result = train_lib.train_loop(
+        state,
+        step,
+        batches,
+        num_steps=num_steps,
+        workdir=workdir,
+        checkpoint_every=int(config.checkpoint_every),
+        log_every=int(config.log_every),
+        progress=bool(config.progress),
+    )
+    train_seconds = time.perf_counter() - started
+    if result.preempted:
+        return {"preempted": True, "step": int(result.state.step)}
+    save_params(workdir, result.state.params)
+    report = evaluate(apply, result.state.params, model_cfg, data, config.eval)
+    report.update(
+        steps=num_steps,
+        train_seconds=round(train_seconds, 1),
+        final_train_metrics=result.metrics,
+        num_params=model_cfg.num_params(),
+        **extra_report,
+    )
+    write_json(pathlib.Path(workdir) / "results.json", report)
+    return report
 
 
 def write_json(path: str | pathlib.Path, payload: Any) -> pathlib.Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
 import time
 
 import jax
@@ -96,31 +95,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if loss_cfg.kl_beta > 0:
         extra["reference"] = params  # the frozen warm-up policy
     state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
-    result = train_lib.train_loop(
-        state,
-        step,
-        common.sharded_batches(
-            _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed)), mesh
-        ),
+    batches = _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed))
+    return common.train_then_evaluate(
+        config,
+        workdir,
+        state=state,
+        step=step,
+        batches=common.sharded_batches(batches, mesh),
         num_steps=num_steps,
-        workdir=workdir,
-        checkpoint_every=int(config.checkpoint_every),
-        log_every=int(config.log_every),
-        progress=bool(config.progress),
-    )
-    train_seconds = time.perf_counter() - t0
-    if result.preempted:
-        return {"preempted": True, "step": int(result.state.step)}
-    common.save_params(workdir, result.state.params)
-    report = common.evaluate(apply, result.state.params, model_cfg, data, config.eval)
-    report.update(
+        apply=apply,
+        model_cfg=model_cfg,
+        data=data,
+        started=t0,
         weights=config.weights.to_dict(),
-        steps=num_steps,
-        train_seconds=round(train_seconds, 1),
-        final_train_metrics=result.metrics,
     )
-    common.write_json(pathlib.Path(workdir) / "results.json", report)
-    return report
 
 
 def main(argv):

@@ -14,7 +14,6 @@ Each run auto-resumes from its workdir, writes ``metrics.jsonl`` while training 
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 
 import jax
@@ -68,31 +67,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_lib.make_train_step(losses.make_sft_loss_fn(apply, objective=objective), tx), donate_argnums=0
     )
     state = train_lib.TrainState.create(params, tx, seed=int(config.seed))
-    result = train_lib.train_loop(
-        state,
-        step,
-        common.sharded_batches(batches, mesh),
+    return common.train_then_evaluate(
+        config,
+        workdir,
+        state=state,
+        step=step,
+        batches=common.sharded_batches(batches, mesh),
         num_steps=num_steps,
-        workdir=workdir,
-        checkpoint_every=int(config.checkpoint_every),
-        log_every=int(config.log_every),
-        progress=bool(config.progress),
-    )
-    train_seconds = time.perf_counter() - t0
-    if result.preempted:
-        return {"preempted": True, "step": int(result.state.step)}
-    common.save_params(workdir, result.state.params)
-    report = common.evaluate(apply, result.state.params, model_cfg, data, config.eval)
-    report.update(
+        apply=apply,
+        model_cfg=model_cfg,
+        data=data,
+        started=t0,
         objective=config.objective.to_dict(),
-        steps=num_steps,
         epochs=float(config.epochs),
-        train_seconds=round(train_seconds, 1),
-        final_train_metrics=result.metrics,
-        num_params=model_cfg.num_params(),
     )
-    common.write_json(pathlib.Path(workdir) / "results.json", report)
-    return report
 
 
 def main(argv):
