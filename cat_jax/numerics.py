@@ -88,28 +88,6 @@ def log1mexp(u: Float[Array, "..."]) -> Float[Array, "..."]:
     )
 
 
-def pow1m(p: Float[Array, "..."], m: int) -> Float[Array, "..."]:
-    """``(1 - p)**m`` for integer ``m >= 0`` with full relative accuracy and exact gradients.
-
-    Below ``p = 1/2`` it is ``exp(m * log1p(-p))`` (``1 - p`` would round); above, ``1 - p`` is exact
-    (Sterbenz) and an integer power keeps the gradient right at ``p = 1``.
-
-    >>> float(pow1m(jnp.asarray(0.75), 2))
-    0.0625
-    """
-    p = as_float(p)
-    if m == 0:
-        return jnp.ones_like(p)
-    return safe_where(
-        p < 0.5,
-        p,
-        lambda a: jnp.exp(m * jnp.log1p(-a)),
-        lambda b: jax.lax.integer_pow(1 - b, m),
-        true_safe=0.25,
-        false_safe=0.75,
-    )
-
-
 @functools.lru_cache(maxsize=256)
 def _log_binomial_row(n: int) -> np.ndarray:
     row = np.array(

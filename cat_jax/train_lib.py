@@ -362,8 +362,8 @@ def train_loop(
     t0 = time.perf_counter()
     try:
         with PreemptionGuard() as guard:
-            while int(jax.device_get(state.step)) < num_steps:
-                step = int(jax.device_get(state.step))
+            step = start
+            while step < num_steps:
                 batch = batches(step) if callable(batches) else next(batches)
                 state, metrics = train_step(state, batch)
                 if not bool(jax.device_get(metrics["train/finite"])):
@@ -371,18 +371,18 @@ def train_loop(
                         f"non-finite loss or gradient at step {step} (loss={float(metrics['loss/total'])}); "
                         f"the state was not updated and the last checkpoint is intact"
                     )
-                done = step + 1
-                if done % log_every == 0 or done == num_steps:
+                step += 1  # a non-finite step raised above, so the state advanced by exactly one
+                if step % log_every == 0 or step == num_steps:
                     last = {k: _to_python(v) for k, v in metrics.items() if k != "train/finite"}
-                    writer.write(done, last)
+                    writer.write(step, last)
                     if on_step is not None:
-                        on_step(done, last)
+                        on_step(step, last)
                     bar.set_postfix(
                         loss=f"{last['loss/total']:.4g}",
-                        sps=f"{(done - start) / (time.perf_counter() - t0):.2g}",
+                        sps=f"{(step - start) / (time.perf_counter() - t0):.2g}",
                     )
                 bar.update(1)
-                if done % checkpoint_every == 0 or done == num_steps:
+                if step % checkpoint_every == 0 or step == num_steps:
                     checkpointer.save(state, _best_metrics(checkpointer, last))
                 if guard.stop:
                     checkpointer.save(state, _best_metrics(checkpointer, last))

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, sharding, train_lib
+from cat_jax import evaluation, rl, sharding, train_lib
 from cat_jax.models import llama
 
 
@@ -259,21 +260,22 @@ class TaskData:
     eval_target_lengths: np.ndarray
 
     def score(self, tokens: np.ndarray, mask: np.ndarray) -> evaluation.Scored:
-        """Exact match of the completion (up to and including EOS) with the target; clusters = strings."""
-        tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
-        b, n, _ = tokens.shape
-        correct = np.zeros((b, n), bool)
-        valid = np.zeros((b, n), bool)
-        ids = np.zeros((b, n), np.int32)
-        for i in range(b):
-            target = tuple(self.eval_targets[i, : self.eval_target_lengths[i]].tolist())
-            seen: dict[tuple, int] = {}
-            for j in range(n):
-                comp = tuple(tokens[i, j][mask[i, j]].tolist())
-                valid[i, j] = len(comp) > 0 and comp[-1] in self.stop_tokens
-                correct[i, j] = comp == target
-                ids[i, j] = seen.setdefault(comp, len(seen))
-        return evaluation.Scored(correct=correct, answer_ids=ids, valid=valid)
+        """Exact match of each completion (up to and including EOS) with its target, as in RL training."""
+        b = tokens.shape[0]
+        scores = rl.exact_match_scores(
+            jnp.asarray(tokens),
+            jnp.asarray(mask, bool),
+            {
+                "targets": jnp.asarray(self.eval_targets),
+                "target_lengths": jnp.asarray(self.eval_target_lengths),
+                "stop_token": jnp.full((b,), self.stop_tokens[0], jnp.int32),
+            },
+        )
+        return evaluation.Scored(
+            correct=np.asarray(scores.rewards) > 0,
+            answer_ids=np.asarray(scores.answer_ids),
+            valid=np.asarray(scores.valid),
+        )
 
 
 def task_data(cfg: ml_collections.ConfigDict) -> TaskData:

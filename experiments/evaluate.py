@@ -78,9 +78,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    report = run(_CONFIG.value, _WORKDIR.value)
+    run(_CONFIG.value, _WORKDIR.value)
     print((pathlib.Path(_WORKDIR.value) / "table.md").read_text())
-    del report
 
 
 if __name__ == "__main__":

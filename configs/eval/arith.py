@@ -12,6 +12,8 @@ The task and model sections must match the runs' training configs.
 
 import ml_collections
 
+from configs import arith_common
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     parts = [a for a in arg.split(",") if a]
@@ -19,29 +21,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.runs = ""  # "name=workdir,name=workdir": finished runs with params/
     c.temperatures = [0.8, 1.0, 1.25, 1.5, 2.0] if "sweep" in parts else [1.0]
 
-    c.task = ml_collections.ConfigDict()
-    c.task.name = "multiply"
-    c.task.digits = 2
-    c.task.num_train = 4000
-    c.task.num_eval = 500
-    c.task.seed = 0
-
-    c.model = ml_collections.ConfigDict()
-    c.model.hidden_size = 128
-    c.model.intermediate_size = 384
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 4
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_samples = 64
-    c.eval.temperature = 1.0  # overridden by each entry of temperatures
-    c.eval.ks = [1, 2, 4, 8, 16, 32, 64]
-    c.eval.chunk = 100
-    c.eval.seed = 1
+    c.task = arith_common.task()
+    c.model = arith_common.model()
+    c.eval = arith_common.evaluation()  # eval.temperature is overridden by each entry of temperatures
 
     if "smoke" in parts:
-        c.task.num_train, c.task.num_eval = 64, 8
-        c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
-        c.eval.num_samples, c.eval.ks, c.eval.chunk = 4, [1, 2, 4], 8
+        arith_common.shrink(c, num_train=64, num_eval=8)
     return c

@@ -13,6 +13,8 @@ clip 10, all-wrong penalty 0.5), ``pkpo{2,4,8}`` (PKPO pass@k reward transform, 
 
 import ml_collections
 
+from configs import arith_common
+
 
 def _variant(name: str):
     if name == "standard" or name.startswith("pkpo"):
@@ -42,19 +44,8 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.seed = 0
     c.init_from = ""  # workdir of the SFT warm-up to start from ("" = random init, only for smoke runs)
 
-    c.task = ml_collections.ConfigDict()
-    c.task.name = "multiply"
-    c.task.digits = 2
-    c.task.num_train = 4000
-    c.task.num_eval = 500
-    c.task.seed = 0
-
-    c.model = ml_collections.ConfigDict()  # must match the warm-up's model
-    c.model.hidden_size = 128
-    c.model.intermediate_size = 384
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 4
+    c.task = arith_common.task()
+    c.model = arith_common.model()  # must match the warm-up's model
 
     c.rollout = ml_collections.ConfigDict()
     c.rollout.num_samples = 8  # M rollouts per prompt (independent of the aligned budget N)
@@ -103,25 +94,15 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.opt.clip_norm = 1.0
     c.opt.accum_steps = 1
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_samples = 64
-    c.eval.temperature = 1.0
-    c.eval.ks = [1, 2, 4, 8, 16, 32, 64]
-    c.eval.chunk = 100
-    c.eval.seed = 1
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.devices = 1  # 1: single device; 0: every visible device; the batch is split over them
-    c.mesh.fsdp = 1  # > 1: shard large parameters over this many devices (FSDP); must divide devices
+    c.eval = arith_common.evaluation()
+    c.mesh = arith_common.mesh()
 
     c.checkpoint_every = 50
     c.log_every = 5
     c.progress = True
 
     if "smoke" in parts:
-        c.task.num_train, c.task.num_eval = 32, 4
-        c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
+        arith_common.shrink(c, num_train=32, num_eval=4)
         c.rollout.num_samples, c.prompts_per_step, c.steps = 4, 4, 2
-        c.eval.num_samples, c.eval.ks, c.eval.chunk = 4, [1, 2, 4], 4
         c.checkpoint_every, c.log_every, c.progress = 1, 1, False
     return c

@@ -14,6 +14,8 @@ Design notes for CPU scale: ../shared/EXPERIMENTS.md.
 
 import ml_collections
 
+from configs import arith_common
+
 BRANCHES = {
     "warmup": ("ce", 1, 1),
     "ce": ("ce", 1, 1),
@@ -36,19 +38,8 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.seed = 0  # model init, data order and evaluation sampling
     c.init_from = ""  # workdir of the warm-up whose final params a branch starts from ("" = from scratch)
 
-    c.task = ml_collections.ConfigDict()
-    c.task.name = "multiply"  # 2-digit x 2-digit, answer = the product as 4 zero-padded digits, then EOS
-    c.task.digits = 2
-    c.task.num_train = 4000  # problems the model trains on
-    c.task.num_eval = 500  # disjoint held-out problems for the scaling curves
-    c.task.seed = 0  # which problems land in train / eval
-
-    c.model = ml_collections.ConfigDict()  # overrides of LlamaConfig.tiny (vocab comes from the tokenizer)
-    c.model.hidden_size = 128
-    c.model.intermediate_size = 384
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 4
+    c.task = arith_common.task()
+    c.model = arith_common.model()
 
     c.objective = ml_collections.ConfigDict()
     c.objective.strategy = strategy  # ce | passn | majority
@@ -66,25 +57,15 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.opt.clip_norm = 1.0
     c.opt.accum_steps = 1
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_samples = 64  # samples per held-out problem
-    c.eval.temperature = 1.0
-    c.eval.ks = [1, 2, 4, 8, 16, 32, 64]
-    c.eval.chunk = 100  # prompts per sampler call
-    c.eval.seed = 1
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.devices = 1  # 1: single device; 0: every visible device; the batch is split over them
-    c.mesh.fsdp = 1  # > 1: shard large parameters over this many devices (FSDP); must divide devices
+    c.eval = arith_common.evaluation()
+    c.mesh = arith_common.mesh()
 
     c.checkpoint_every = 200
     c.log_every = 10
     c.progress = True
 
     if "smoke" in parts:
-        c.task.num_train, c.task.num_eval = 64, 8
-        c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
+        arith_common.shrink(c, num_train=64, num_eval=8)
         c.batch_size, c.epochs = 16, 2.0
-        c.eval.num_samples, c.eval.ks, c.eval.chunk = 4, [1, 2, 4], 8
         c.checkpoint_every, c.log_every, c.progress = 4, 1, False
     return c

@@ -1,0 +1,1 @@
+"""ml_collections config files: ``configs/<family>/<name>.py :: get_config(arg) -> ConfigDict``."""

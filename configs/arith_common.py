@@ -1,0 +1,48 @@
+"""Sections shared by every multiplication config (SFT, RL, evaluation), so runs and evaluations agree."""
+
+import ml_collections
+
+
+def task() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "multiply"  # 2-digit x 2-digit, answer = the product as 4 zero-padded digits, then EOS
+    c.digits = 2
+    c.num_train = 4000  # problems the model trains on
+    c.num_eval = 500  # disjoint held-out problems for the scaling curves
+    c.seed = 0  # which problems land in train / eval
+    return c
+
+
+def model() -> ml_collections.ConfigDict:
+    """Overrides of ``LlamaConfig.tiny`` (the vocabulary comes from the task's tokenizer)."""
+    c = ml_collections.ConfigDict()
+    c.hidden_size = 128
+    c.intermediate_size = 384
+    c.num_layers = 2
+    c.num_heads = 4
+    c.num_kv_heads = 4
+    return c
+
+
+def evaluation() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.num_samples = 64  # samples per held-out problem
+    c.temperature = 1.0
+    c.ks = [1, 2, 4, 8, 16, 32, 64]
+    c.chunk = 100  # prompts per sampler call
+    c.seed = 1
+    return c
+
+
+def mesh() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.devices = 1  # 1: single device; 0: every visible device; the batch is split over them
+    c.fsdp = 1  # > 1: shard large parameters over this many devices (FSDP); must divide devices
+    return c
+
+
+def shrink(c: ml_collections.ConfigDict, *, num_train: int, num_eval: int) -> None:
+    """The shared part of every ``smoke`` variant: tiny data, model and evaluation."""
+    c.task.num_train, c.task.num_eval = num_train, num_eval
+    c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
+    c.eval.num_samples, c.eval.ks, c.eval.chunk = 4, [1, 2, 4], num_eval
