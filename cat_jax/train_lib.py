@@ -339,6 +339,8 @@ def train_loop(
     checkpointer: Checkpointer | None = None,
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    eval_every: int = 0,
+    eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
 ) -> LoopResult:
     """Run ``train_step`` until ``state.step == num_steps`` with auto-resume, checkpoints and metrics.
 
@@ -346,9 +348,14 @@ def train_loop(
     iterator is accepted for runs that never resume. ``train_step`` should already be jitted. On SIGTERM or
     SIGINT the current state is saved and the loop returns with ``preempted=True``; a non-finite loss raises
     ``FloatingPointError`` naming the step, after which the last checkpoint is still the last good state.
+    With ``eval_fn`` and ``eval_every > 0``, ``eval_fn(state)`` runs at step 0, every ``eval_every`` steps
+    and at the end; its metrics go to the log as ``eval/<name>`` records (a learning curve on held-out data).
     """
     nx.check_int("num_steps", num_steps, minimum=0)
     nx.check_int("checkpoint_every", checkpoint_every, minimum=1)
+    nx.check_int("eval_every", eval_every, minimum=0)
+    if eval_every and eval_fn is None:
+        raise ValueError("eval_every > 0 needs an eval_fn(state) -> metrics")
     own_checkpointer = checkpointer is None
     checkpointer = checkpointer or Checkpointer(workdir)
     restored = checkpointer.restore(state)
@@ -360,9 +367,16 @@ def train_loop(
     preempted = False
     bar = tqdm.tqdm(total=num_steps, initial=start, disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
+
+    def run_eval(step: int):
+        if eval_every and (step % eval_every == 0 or step == num_steps):
+            writer.write(step, {f"eval/{k}": v for k, v in eval_fn(state).items()})
+
     try:
         with PreemptionGuard() as guard:
             step = start
+            if start == 0:
+                run_eval(0)
             while step < num_steps:
                 batch = batches(step) if callable(batches) else next(batches)
                 state, metrics = train_step(state, batch)
@@ -382,6 +396,7 @@ def train_loop(
                         sps=f"{(step - start) / (time.perf_counter() - t0):.2g}",
                     )
                 bar.update(1)
+                run_eval(step)
                 if step % checkpoint_every == 0 or step == num_steps:
                     checkpointer.save(state, _best_metrics(checkpointer, last))
                 if guard.stop:

@@ -203,3 +203,27 @@ def test_step_rng_depends_on_seed_and_step_only():
     assert not np.array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
     np.testing.assert_array_equal(jax.random.key_data(fresh_state().step_key()), jax.random.key_data(k1))
     assert isinstance(tl.make_optimizer(CFG), optax.GradientTransformation)
+
+
+def test_eval_fn_runs_at_start_every_k_and_end(tmp_path):
+    calls = []
+
+    def eval_fn(state):
+        calls.append(int(state.step))
+        return {"w_norm": jnp.sum(state.params["w"] ** 2)}
+
+    tl.train_loop(
+        fresh_state(),
+        STEP,
+        batches,
+        num_steps=5,
+        workdir=tmp_path,
+        progress=False,
+        eval_every=2,
+        eval_fn=eval_fn,
+    )
+    assert calls == [0, 2, 4, 5]
+    records = [r for r in tl.MetricWriter(tmp_path, resume_step=10**9).read() if "eval/w_norm" in r]
+    assert [r["step"] for r in records] == [0, 2, 4, 5]
+    with pytest.raises(ValueError, match="eval_fn"):
+        tl.train_loop(fresh_state(), STEP, batches, num_steps=1, workdir=tmp_path / "b", eval_every=1)
