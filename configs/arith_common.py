@@ -5,11 +5,17 @@ import ml_collections
 
 def task() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.name = "multiply"  # 2-digit x 2-digit, answer = the product as 4 zero-padded digits, then EOS
+    c.name = (
+        "multiply"  # or "modular_chain"; multiply: a x b, answer = the product as 2*digits zero-padded digits
+    )
     c.digits = 2
     c.num_train = 4000  # problems the model trains on
     c.num_eval = 500  # disjoint held-out problems for the scaling curves
-    c.seed = 0  # which problems land in train / eval
+    c.seed = 0  # which problems land in train / eval (and, for modular_chain, which chains are drawn)
+    # name = "modular_chain": `start op v ... m<modulus>=` -> the final value; unused by multiply.
+    c.steps = 3  # operations per chain
+    c.modulus = 97  # every step is reduced mod this; the answer has its width (2 digits for 97)
+    c.max_operand = 99  # start value and operands are drawn from 0..max_operand
     return c
 
 

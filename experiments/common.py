@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from cat_jax import evaluation, rl, sharding, train_lib
 from cat_jax.models import llama
+from cat_jax.tasks import arithmetic, tokenizers
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
@@ -279,50 +280,73 @@ class TaskData:
 
 
 def task_data(cfg: ml_collections.ConfigDict) -> TaskData:
-    """Build the task named ``cfg.name`` (valid: ``multiply``)."""
-    builders = {"multiply": _multiply}
+    """Build the task named ``cfg.name`` (valid: ``multiply``, ``modular_chain``)."""
+    builders = {"multiply": _multiply, "modular_chain": _modular_chain}
     if cfg.name not in builders:
         raise ValueError(f"task.name must be one of {sorted(builders)}, got {cfg.name!r}")
     return builders[cfg.name](cfg)
 
 
-# Character vocabulary of the arithmetic tasks: pad 0, BOS 1, EOS 2, then digits and operators.
-_PAD, _BOS, _EOS = 0, 1, 2
-_CHARS = "0123456789x="
-_ID = {c: i + 3 for i, c in enumerate(_CHARS)}
-
-
 def _multiply(cfg: ml_collections.ConfigDict) -> TaskData:
     """``BOS a x b =`` -> the product as exactly 2·digits zero-padded digits, then EOS (EXPERIMENTS.md)."""
-    d = int(cfg.digits)
-    lo, hi = 10 ** (d - 1), 10**d
-    pairs = [(a, b) for a in range(lo, hi) for b in range(lo, hi)]
+    pool = arithmetic.multiplication_problems(int(cfg.digits))
     need = int(cfg.num_train) + int(cfg.num_eval)
-    if need > len(pairs):
+    if need > len(pool):
         raise ValueError(
-            f"num_train + num_eval = {need} exceeds the {len(pairs)} distinct {d}-digit problems"
+            f"num_train + num_eval = {need} exceeds the {len(pool)} distinct {cfg.digits}-digit problems"
         )
-    order = np.random.default_rng(int(cfg.seed)).permutation(len(pairs))
-    chosen = [pairs[i] for i in order[:need]]
-    prompt = lambda a, b: [_BOS] + [_ID[c] for c in f"{a}x{b}="]
-    answer = lambda a, b: [_ID[c] for c in f"{a * b:0{2 * d}d}"] + [_EOS]
-    p_len, t_len = 2 * d + 3, 2 * d + 1
-    seqs = np.array([prompt(a, b) + answer(a, b) for a, b in chosen], np.int32)
-    labels = np.where(np.arange(p_len + t_len)[None, :] >= p_len, seqs, -100).astype(np.int32)
-    train, held = slice(0, int(cfg.num_train)), slice(int(cfg.num_train), need)
+    train, held = arithmetic.split_problems(pool, int(cfg.num_train), int(cfg.num_eval), seed=int(cfg.seed))
+    return _answer_only(train, held, tokenizers.CharTokenizer(arithmetic.ALPHABETS["multiplication"]))
+
+
+def _modular_chain(cfg: ml_collections.ConfigDict) -> TaskData:
+    """``BOS start op v ... m<modulus> =`` -> the final value (zero-padded to the modulus width), then EOS."""
+    need = int(cfg.num_train) + int(cfg.num_eval)
+    pool = arithmetic.sample_modular_chains(
+        need,
+        steps=int(cfg.steps),
+        modulus=int(cfg.modulus),
+        max_operand=int(cfg.max_operand),
+        seed=int(cfg.seed),
+    )
+    train, held = arithmetic.split_problems(pool, int(cfg.num_train), int(cfg.num_eval), seed=int(cfg.seed))
+    return _answer_only(train, held, tokenizers.CharTokenizer(arithmetic.ALPHABETS["modular_chain"]))
+
+
+def _answer_only(
+    train: list[arithmetic.Problem], held: list[arithmetic.Problem], tok: tokenizers.CharTokenizer
+) -> TaskData:
+    """Prompt ``BOS + prompt``, target ``answer + EOS``, right-padded to the longest of the task."""
+    prompts = [tok.encode(p.prompt, bos=True) for p in (*train, *held)]
+    targets = [tok.encode(p.answer, eos=True) for p in (*train, *held)]
+    p_max, t_max = max(map(len, prompts)), max(map(len, targets))
+
+    def pad(rows: list[list[int]], width: int) -> np.ndarray:
+        out = np.full((len(rows), width), tok.pad_id, np.int32)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    seqs = [tokenizers.layout(p, t, p_max + t_max, tok.pad_id) for p, t in zip(prompts, targets, strict=True)]
+    tokens = np.stack([s["tokens"] for s in seqs])
+    labels = np.stack([s["labels"] for s in seqs])
+    p_arr, t_arr = pad(prompts, p_max), pad(targets, t_max)
+    p_len = np.array([len(p) for p in prompts], np.int32)
+    t_len = np.array([len(t) for t in targets], np.int32)
+    tr, ev = slice(0, len(train)), slice(len(train), len(train) + len(held))
     return TaskData(
-        vocab_size=3 + len(_CHARS),
-        pad_id=_PAD,
-        stop_tokens=(_EOS,),
-        max_new_tokens=t_len,
-        train_tokens=seqs[train],
-        train_labels=labels[train],
-        train_prompts=seqs[train, :p_len],
-        train_lengths=np.full(int(cfg.num_train), p_len, np.int32),
-        train_targets=seqs[train, p_len:],
-        train_target_lengths=np.full(int(cfg.num_train), t_len, np.int32),
-        eval_prompts=seqs[held, :p_len],
-        eval_lengths=np.full(need - int(cfg.num_train), p_len, np.int32),
-        eval_targets=seqs[held, p_len:],
-        eval_target_lengths=np.full(need - int(cfg.num_train), t_len, np.int32),
+        vocab_size=tok.vocab_size,
+        pad_id=tok.pad_id,
+        stop_tokens=(tok.eos_id,),
+        max_new_tokens=t_max,
+        train_tokens=tokens[tr],
+        train_labels=labels[tr],
+        train_prompts=p_arr[tr],
+        train_lengths=p_len[tr],
+        train_targets=t_arr[tr],
+        train_target_lengths=t_len[tr],
+        eval_prompts=p_arr[ev],
+        eval_lengths=p_len[ev],
+        eval_targets=t_arr[ev],
+        eval_target_lengths=t_len[ev],
     )

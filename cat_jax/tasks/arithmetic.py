@@ -18,6 +18,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+# Character alphabets of the families for ``tokenizers.CharTokenizer`` (ids 3.. after pad 0, bos 1, eos 2).
+# Fixed per family so token ids never move: the multiplication ids are those of every run so far.
+ALPHABETS = {"multiplication": "0123456789x=", "modular_chain": "0123456789+-*m=;"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
