@@ -4,6 +4,8 @@ import json
 import os
 import pathlib
 import signal
+import struct
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -227,3 +229,107 @@ def test_eval_fn_runs_at_start_every_k_and_end(tmp_path):
     assert [r["step"] for r in records] == [0, 2, 4, 5]
     with pytest.raises(ValueError, match="eval_fn"):
         tl.train_loop(fresh_state(), STEP, batches, num_steps=1, workdir=tmp_path / "b", eval_every=1)
+
+
+def _masked_crc32c(data: bytes) -> int:
+    from tensorboardX.crc32c import crc32c
+
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_tensorboard_scalars(workdir) -> tuple[dict[str, list[tuple[int, float]]], int]:
+    """Scalars per tag as TensorBoard reads them: files in name order, TFRecord framing with CRCs checked,
+    and a ``SessionLog.START`` at step s dropping earlier events at steps >= s. Also returns how many
+    scalar events were read before purging."""
+    from tensorboardX.crc32c import crc32c
+    from tensorboardX.proto import event_pb2
+
+    assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    series: dict[str, list[tuple[int, float]]] = {}
+    raw = 0
+    for path in sorted(pathlib.Path(workdir).glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            header = data[pos : pos + 8]
+            (n,) = struct.unpack("<Q", header)
+            assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == _masked_crc32c(header)
+            payload = data[pos + 12 : pos + 12 + n]
+            assert struct.unpack("<I", data[pos + 12 + n : pos + 16 + n])[0] == _masked_crc32c(payload)
+            pos += 16 + n
+            event = event_pb2.Event.FromString(payload)
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                series = {k: [(s, v) for s, v in pts if s < event.step] for k, pts in series.items()}
+            for value in event.summary.value:
+                series.setdefault(value.tag, []).append((event.step, value.simple_value))
+                raw += 1
+    return series, raw
+
+
+def test_tensorboard_scalars_match_jsonl_and_resume_purges_duplicates(tmp_path):
+    """Crashes after a step was logged but not checkpointed: at step 5 (last checkpoint 4) and at step 1 (no
+    checkpoint, so the rerun starts afresh and evaluates step 0 again). After the reruns, the JSON log and the
+    TensorBoard scalars (read with TensorBoard's purge rule) equal an uninterrupted run's: nothing twice."""
+    eval_fn = lambda state: {"w_norm": jnp.sum(state.params["w"] ** 2)}
+    run = lambda workdir, **kw: tl.train_loop(
+        fresh_state(),
+        STEP,
+        batches,
+        num_steps=6,
+        workdir=workdir,
+        progress=False,
+        eval_every=2,
+        eval_fn=eval_fn,
+        **kw,
+    )
+
+    def crash_at(n):
+        def on_step(step, metrics):
+            if step == n:
+                raise KeyboardInterrupt("simulated crash")
+
+        return on_step
+
+    full = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", checkpoint_every=4, on_step=crash_at(5))
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "c", on_step=crash_at(1))
+    assert run(tmp_path / "b").resumed_from == 4 and run(tmp_path / "c").resumed_from == 0
+    restored = tl.Checkpointer(tmp_path / "b").restore(fresh_state())
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    logs = {d: tl.MetricWriter(tmp_path / d, resume_step=10**9).read() for d in "abc"}
+    assert [r["step"] for r in logs["a"]] == [0, 1, 2, 2, 3, 4, 4, 5, 6, 6]  # eval records at 0, 2, 4, 6
+    assert logs["a"] == logs["b"] == logs["c"]
+
+    tb = {d: read_tensorboard_scalars(tmp_path / d) for d in "abc"}
+    assert all(len(list((tmp_path / d).glob("events.out.tfevents.*"))) == 2 for d in "bc")
+    train_tags = {k for k in logs["a"][1] if k != "step"}
+    assert set(tb["a"][0]) == train_tags | {"eval/w_norm"} and "loss/total" in train_tags
+    for tag, points in tb["a"][0].items():
+        assert points == [(r["step"], pytest.approx(r[tag], rel=1e-6)) for r in logs["a"] if tag in r], tag
+    assert tb["a"][0] == tb["b"][0] == tb["c"][0]
+    # What the purge marker hid: step 5's train scalars in b; step 0's eval and step 1's train scalars in c.
+    assert tb["b"][1] == tb["a"][1] + len(train_tags)
+    assert tb["c"][1] == tb["a"][1] + 1 + len(train_tags)
+
+
+def test_metric_writer_without_tensorboardx_writes_jsonl_only(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # makes `import tensorboardX` raise ImportError
+    w = tl.MetricWriter(tmp_path)
+    w.write(1, {"loss": jnp.float32(0.5)})
+    assert not w.tensorboard and w.read() == [{"step": 1, "loss": 0.5}]
+    assert not list(tmp_path.glob("events.out.tfevents.*"))
+    monkeypatch.undo()
+    off = tl.MetricWriter(tmp_path / "off", tensorboard=False)
+    off.write(1, {"loss": 1.0})
+    assert not off.tensorboard and not list((tmp_path / "off").glob("events.*"))
+    on = tl.MetricWriter(tmp_path / "on")
+    on.write(1, {"loss": 1.0, "hist": [1.0, 2.0], "ok": True})
+    on.close()
+    assert on.tensorboard and read_tensorboard_scalars(tmp_path / "on")[0] == {
+        "loss": [(1, 1.0)],
+        "ok": [(1, 1.0)],
+    }
