@@ -18,8 +18,18 @@ EXTRACT = [
     (r"\boxed{a\\}b}", "boxed_or_last_number", "a\\\\"),
     (r"\boxed{}", "boxed_or_last_number", None),
     (r"3 then \boxed{4", "boxed_or_last_number", None),
-    # A sentence-final dot is part of the numeric token (optional decimal part); it still verifies as 42.
+    # SPEC §3.5 "digits with optional decimal part": the sentence-final dot is an (empty) decimal part,
+    # exactly as the reference math_basic_v1 regex reads it; "42." verifies equal to 42 (CORRECT below).
     ("the answer is 42.", "boxed_or_last_number", "42."),
+    ("the answer is 42.\n", "boxed_or_last_number", "42."),
+    # ...but a decimal already has its decimal part, so "3.5." is glued to a dot: no numeric token.
+    ("so x = 3.5.", "boxed_or_last_number", None),
+    ("so x = 3.5 .", "boxed_or_last_number", "3.5"),
+    ("the answer is 42, surely", "boxed_or_last_number", "42"),
+    ("answer: -7!", "boxed_or_last_number", "-7"),
+    # An exponent cannot absorb a trailing dot, so "1e3." is glued to a dot and is no numeric token.
+    ("it is 1e3.", "boxed_or_last_number", None),
+    ("it is 1e3 .", "boxed_or_last_number", "1e3"),
     ("x = -3.5e-2", "boxed_or_last_number", "-3.5e-2"),
     ("take .25 now", "boxed_or_last_number", ".25"),
     ("v2 and x3", "boxed_or_last_number", None),
@@ -27,6 +37,10 @@ EXTRACT = [
     ("7 apples", "boxed", None),
     (r"\boxed{7}", "boxed", "7"),
     ("  any text ", "answer_only", "any text"),
+    # The last box wins in every mode; answer_only falls back to the whole text only without a box.
+    (r"so \boxed{7} ok", "answer_only", "7"),
+    (r"\boxed{} 7", "answer_only", None),
+    (r"5 \boxed{6", "boxed", None),
 ]
 
 
@@ -60,6 +74,7 @@ def test_vote_key(raw, key):
 
 def test_vote_key_keeps_numeric_forms_apart():
     assert ma.vote_key("0.5") != ma.vote_key("1/2")
+    assert ma.vote_key("42.") != ma.vote_key("42")  # votes are not pooled; correctness tolerates the dot
     assert ma.vote_key("x") != ma.vote_key("X")
 
 

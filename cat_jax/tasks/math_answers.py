@@ -52,10 +52,11 @@ def _last_box(text: str) -> tuple[bool, str | None]:
 def extract_answer(completion: str, mode: str = "boxed_or_last_number") -> str | None:
     r"""Final answer of a completion, or None when invalid.
 
-    The last ``\boxed{`` / ``\fbox{`` wins and is read to its matching brace (escaped braces ignored);
-    an empty or unterminated last box is invalid with no fallback. Without a box, ``boxed_or_last_number``
-    takes the last numeric token not glued to letters, digits or dots; ``boxed`` gives None;
-    ``answer_only`` takes the whole stripped text.
+    In every mode the last ``\boxed{`` / ``\fbox{`` wins and is read to its matching brace (escaped
+    braces ignored); an empty or unterminated last box is invalid with no fallback. Without a box,
+    ``boxed_or_last_number`` takes the last numeric token not glued to letters, digits or dots (digits with
+    an optional decimal part, so a sentence-final ``42.`` reads ``42.``, which verifies equal to ``42``);
+    ``boxed`` gives None; ``answer_only`` takes the whole stripped text.
 
     >>> extract_answer(r"\boxed{1} then \fbox {\{a\}}")
     '\\{a\\}'
@@ -68,11 +69,12 @@ def extract_answer(completion: str, mode: str = "boxed_or_last_number") -> str |
         raise ValueError(f"unknown extraction mode {mode!r}; expected one of {MODES}")
     if not completion.strip():
         return None
-    if mode == "answer_only":
-        return completion.strip()
     found, content = _last_box(completion)
+    # A box wins in every mode (SPEC §3.5 step 2); the modes differ only in the fallback without one.
     if found or mode == "boxed":
         return content
+    if mode == "answer_only":
+        return completion.strip()
     numbers = _NUMBER.findall(completion)
     return numbers[-1] if numbers else None
 
