@@ -51,3 +51,14 @@ def test_corpus_mass_near_low_mode():
     assert np.mean(np.abs(h - 0.4) < 0.15) > 0.6
     assert 0.005 < np.mean(h > 0.65) < 0.1
     assert all(set(s) <= set(pr.ALPHABET) and len(s) >= 10 for s in seqs)
+
+
+def test_protein_tokenizer_layout():
+    from cat_jax.tasks.tokenizers import CharTokenizer
+
+    tok = pr.tokenizer()
+    # Residue ids are those of CharTokenizer(ALPHABET); the separator takes the one id after them.
+    assert tok.encode(pr.ALPHABET) == CharTokenizer(pr.ALPHABET).encode(pr.ALPHABET) == list(range(3, 23))
+    assert tok.encode(pr.SEPARATOR) == [23] and tok.vocab_size == 24
+    assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
+    assert tok.decode(tok.encode("ACD>WY", bos=True, eos=True)) == "ACD>WY"

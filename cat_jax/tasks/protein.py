@@ -7,7 +7,12 @@ import math
 
 import numpy as np
 
+from cat_jax.tasks.tokenizers import CharTokenizer
+
 ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
+# Char-level conditional layout: BOS + input + SEPARATOR, then target + EOS (the SPEC prompt text
+# ``conditional_prompt`` is for subword tokenizers; a residue-level vocabulary needs only this one symbol).
+SEPARATOR = ">"
 HYDROPHOBIC = "AILMFWYV"
 POLAR = "".join(c for c in ALPHABET if c not in HYDROPHOBIC)
 _ALPHA_SET = frozenset(ALPHABET)
@@ -112,3 +117,13 @@ def pretraining_corpus(n: int, seed: int = 0, min_len: int = 10, max_len: int = 
         )
         out.append("".join(res.tolist()))
     return out
+
+
+def tokenizer() -> CharTokenizer:
+    """The protein char tokenizer: pad 0, bos 1, eos 2, residues 3..22 in ``ALPHABET`` order, ``>`` 23.
+
+    >>> tok = tokenizer()
+    >>> tok.vocab_size, tok.encode("AY>", bos=True)
+    (24, [1, 3, 22, 23])
+    """
+    return CharTokenizer(ALPHABET + SEPARATOR)
