@@ -1,1 +1,2 @@
-"""Side-by-side performance measurements (run as modules: python -m benchmarks.<name>)."""
+"""Side-by-side performance measurements: ``python -m benchmarks.<name>`` runs one benchmark,
+``python -m benchmarks.run`` runs them all and writes results/benchmarks/README.md."""
