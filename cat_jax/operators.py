@@ -124,6 +124,16 @@ def _clusters_host(ids: Array, valid: Array, correct: Array | None) -> int:
     return most
 
 
+def _binary(name: str, x: Array) -> Array:
+    """Verifier outcomes: booleans, or numbers exactly 0/1 (checked when concrete; 0.3 is never rounded)."""
+    if x.dtype != jnp.bool_ and _is_concrete(x):
+        v = np.asarray(jax.device_get(x))
+        bad = (v != 0) & (v != 1)
+        if bad.any():
+            raise ValueError(f"{name} must be boolean or exactly 0/1, got {np.unique(v[bad])[:5]}")
+    return x
+
+
 def _ids_valid(answer_ids: ArrayLike, valid: ArrayLike | None) -> tuple[Array, Array]:
     ids = _pool("answer_ids", answer_ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
@@ -142,7 +152,7 @@ def pass_at_n(correct: Bool[ArrayLike, "b n"]) -> Bool[Array, " b"]:
     >>> pass_at_n(jnp.array([[False, True], [False, False]])).tolist()
     [True, False]
     """
-    return jnp.any(_pool("correct", correct).astype(bool), axis=-1)
+    return jnp.any(_binary("correct", _pool("correct", correct)).astype(bool), axis=-1)
 
 
 def _cluster_stats(ids: Array, valid: Array) -> tuple[Array, Array]:
@@ -227,14 +237,14 @@ def pass_at_k(correct: Bool[ArrayLike, "b n"], *, k: int) -> Float[Array, " b"]:
     >>> pass_at_k(pool, k=2).tolist()
     [0.5]
     """
-    c = _pool("correct", correct)
+    c = _binary("correct", _pool("correct", correct))
     return _pass_curve(c, _budgets(k, c.shape[-1]))[:, 0]
 
 
 def _majority_curve_checked(answer_ids, correct, ks, valid, ties, max_clusters, validate):
     nx.check_choice("ties", ties, TIES)
     ids, v = _ids_valid(answer_ids, valid)
-    corr = _same_shape("answer_ids", ids, "correct", correct).astype(bool)
+    corr = _binary("correct", _same_shape("answer_ids", ids, "correct", correct)).astype(bool)
     n = ids.shape[-1]
     ks = _budgets(ks, n)
     slots = n if max_clusters is None else nx.check_int("max_clusters", max_clusters, minimum=1, maximum=n)
@@ -361,7 +371,7 @@ class Curve(NamedTuple):
 def _curve_values(estimator: Callable, args, ks, kwargs) -> Array:
     if estimator is pass_at_k:
         (correct,) = args
-        c = _pool("correct", correct)
+        c = _binary("correct", _pool("correct", correct))
         return _pass_curve(c, _budgets(ks, c.shape[-1]))
     if estimator is best_of_k:
         (rewards,) = args
