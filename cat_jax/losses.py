@@ -63,8 +63,9 @@ def check_supervision(
     if lab.ndim < 1 or not np.issubdtype(lab.dtype, np.integer):
         raise ValueError(f"labels must be an integer array [..., L], got {lab.dtype}{list(lab.shape)}")
     sup = lab != IGNORE
-    if vocab_size is not None and ((lab[sup] < 0) | (lab[sup] >= vocab_size)).any():
-        raise ValueError(f"labels must be -100 or in [0, {vocab_size}), got {np.unique(lab[sup])[:5]}")
+    out = sup & ((lab < 0) | (lab >= vocab_size)) if vocab_size is not None else np.zeros_like(sup)
+    if out.any():  # name the offending ids, not every supervised one
+        raise ValueError(f"labels must be -100 or in [0, {vocab_size}), got {np.unique(lab[out])[:5]}")
     if (lab[sup] < 0).any():
         raise ValueError(f"labels must be -100 or a token id >= 0, got {np.unique(lab[sup & (lab < 0)])[:5]}")
     if sup[..., 0].any():
