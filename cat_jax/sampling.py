@@ -119,6 +119,7 @@ Strategy = Greedy | Temperature | TopK | TopP
 
 def strategy_for(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Strategy:
     """Strategy for config-style settings: top-p (after top-k) if ``top_p < 1``, else top-k, else plain."""
+    TopP(top_p, temperature=temperature, k=top_k)  # validates all three, so none is ignored silently
     if top_p < 1.0:
         return TopP(top_p, temperature=temperature, k=top_k)
     if top_k > 0:
