@@ -146,13 +146,21 @@ def read_train_steps(text: str) -> list[Row]:
                 )
             )
         elif heading.startswith("RL"):
-            split = "/".join(r[_column(header, w)] for w in ("rollout", "scoring", "update"))
+            # Cells are "38%" or "0.123 s (38%)": keep the shares.
+            shares = [r[_column(header, w)] for w in ("rollout", "scoring", "update")]
+            shares = [m.group() if (m := re.search(r"\d+%", c)) else c for c in shares]
+            extra = [f"step {r[_column(header, 'step')]} s"]
+            for col in ("tokens/s", "completions"):
+                try:
+                    extra.append(f"{r[_column(header, col)]} {header[_column(header, col)]}")
+                except ValueError:
+                    pass
             out.append(
                 Row(
-                    f"RL step split: rollout/scoring/update ({heading})",
-                    split,
+                    f"RL step split: rollout / scoring / update ({heading})",
+                    " / ".join(shares),
                     f"{_number(r[_column(header, 'compile')]):.1f} s",
-                    f"step {r[_column(header, 'step')]} s, {r[_column(header, 'completions')]} completions/s",
+                    ", ".join(extra),
                 )
             )
     if not out:
