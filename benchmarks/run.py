@@ -103,7 +103,7 @@ def read_estimators(text: str) -> list[Row]:
                     f"exact Maj@k curve (all k) vs {alt}, 500 trials",
                     f"{_number(r[speed]):.0f}x faster",
                     f"{_number(exact[comp]):.1f} s",
-                    f"exact {_number(exact[1]):.2f} s vs {r[1]} s ({r[0].split('(')[-1].rstrip(')')})",
+                    f"exact {_number(exact[1]):.3g} s vs {r[1]} s ({r[0].split('(')[-1].rstrip(')')})",
                 )
             )
     if not out:
