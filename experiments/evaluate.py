@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from cat_jax import evaluation
 from cat_jax.models import llama
 from cat_jax.plotting import plot_scaling_curves
-from experiments import common
+from experiments import cli, common
 
 
 def parse_runs(spec: str) -> dict[str, str]:
@@ -87,4 +87,5 @@ if __name__ == "__main__":
     _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
     _WORKDIR = flags.DEFINE_string("workdir", None, "Where results.json, table.md and the plots go.")
     flags.mark_flags_as_required(["config", "workdir"])
+    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
     app.run(main)

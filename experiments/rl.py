@@ -27,7 +27,7 @@ from cat_jax import advantages as adv
 from cat_jax import losses, rl, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
-from experiments import common
+from experiments import cli, common
 
 
 def _prompt_batches(data: common.TaskData, *, prompts_per_step: int, seed: int):
@@ -123,4 +123,5 @@ if __name__ == "__main__":
     _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
     _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
     flags.mark_flags_as_required(["config", "workdir"])
+    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
     app.run(main)

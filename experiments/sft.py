@@ -25,7 +25,7 @@ from ml_collections import config_flags
 
 from cat_jax import losses, train_lib
 from cat_jax.models import llama
-from experiments import common
+from experiments import cli, common
 
 
 def objective_from_config(cfg: ml_collections.ConfigDict) -> losses.SFTObjective:
@@ -95,4 +95,5 @@ if __name__ == "__main__":
     _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
     _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
     flags.mark_flags_as_required(["config", "workdir"])
+    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
     app.run(main)
