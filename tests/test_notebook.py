@@ -52,7 +52,11 @@ def test_notebook_executes(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     client = nbclient.NotebookClient(
-        nb, kernel_name="cat_jax_test", timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        kernel_name="cat_jax_test",
+        timeout=300,
+        startup_timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError on the first failing cell
