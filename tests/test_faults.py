@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -252,13 +253,12 @@ def test_bad_workdir_fails_before_training(tmp_path, fault):
     if fault == "not a directory":
         (tmp_path / "file").write_text("")
         workdir, reason = tmp_path / "file" / "run", os.strerror(errno.ENOTDIR)
-    else:  # every write in the workdir fails with ENOSPC, as on a full disk
+    else:  # the workdir's write probe lands on /dev/full: the write fails with ENOSPC, as on a full disk
         workdir, reason = tmp_path / "run", os.strerror(errno.ENOSPC)
         workdir.mkdir()
         (workdir / ".write_probe").symlink_to("/dev/full")
     config = common.load_config("configs/sft/arith.py:warmup,smoke")
-    with pytest.raises(OSError, match=rf"workdir '{workdir}' is not writable \({reason}\); choose another"):
+    message = rf"workdir '{re.escape(str(workdir))}' is not writable \({reason}\); choose another --workdir"
+    with pytest.raises(OSError, match=message):
         sft.run(config, str(workdir))
-    assert (
-        not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
-    )
+    assert not (workdir / "checkpoints").exists() and not (workdir / "metrics.jsonl").exists()
