@@ -172,11 +172,12 @@ def assert_same_run(run: Run, ref: Run) -> None:
         assert res[key] == ref_res[key]
 
 
-SCENARIOS = {
-    # SFT smoke: 64 problems, batch 16, 2 epochs = 8 steps.
-    "sft": ("experiments.sft", ["--config=configs/sft/arith.py:warmup,smoke"], 8),
-    # RL smoke with 6 steps of 4 prompts x 4 rollouts.
-    "rl": ("experiments.rl", ["--config=configs/rl/arith.py:passn4_log,smoke", "--config.steps=6"], 6),
+SCENARIOS = {  # module, flags, steps, seed of the fault steps
+    # SFT smoke: 64 problems, batch 16, 2 epochs = 8 steps. Seed 0: SIGTERM at 4 and SIGKILL at 6, both on
+    # checkpoint steps (the kill lands before step 6's save, so a full `EVERY` steps are redone).
+    "sft": ("experiments.sft", ["--config=configs/sft/arith.py:warmup,smoke"], 8, 0),
+    # RL smoke with 6 steps of 4 prompts x 4 rollouts. Seed 8: SIGTERM at 3, SIGKILL at 5, between saves.
+    "rl": ("experiments.rl", ["--config=configs/rl/arith.py:passn4_log,smoke", "--config.steps=6"], 6, 8),
 }
 EVERY = 2  # checkpoint_every
 
@@ -199,10 +200,10 @@ def once_per_session(tmp_path_factory, worker_id: str, name: str, compute) -> di
 
 @pytest.fixture(scope="module", params=sorted(SCENARIOS))
 def faults(request, tmp_path_factory, worker_id):
-    module, flags, steps = SCENARIOS[request.param]
+    module, flags, steps, seed = SCENARIOS[request.param]
 
     def compute(folder: pathlib.Path) -> dict:
-        kw = {"steps": steps, "every": EVERY, "root": folder, "cache": folder / "jax_cache", "seed": 8}
+        kw = {"steps": steps, "every": EVERY, "root": folder, "cache": folder / "jax_cache", "seed": seed}
         return scenario(module, flags, **kw)
 
     result = once_per_session(tmp_path_factory, worker_id, request.param, compute)
