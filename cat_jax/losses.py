@@ -99,6 +99,10 @@ def token_log_probs(logits: Float[Array, "*b l v"], labels: Int[ArrayLike, "*b l
     >>> [round(float(x), 4) for x in token_log_probs(logits, jnp.array([[-100, 1, 0]]))[0]]
     [0.0, -0.6931, -0.1054]
     """
+    if jnp.shape(labels) != logits.shape[:-1]:  # static: broadcasting would silently misalign tokens
+        raise ValueError(
+            f"labels must have shape {logits.shape[:-1]} (logits without V), got {jnp.shape(labels)}"
+        )
     z = nx.as_float(logits)[..., :-1, :]
     lab = jnp.asarray(labels)[..., 1:]
     sup = lab != IGNORE
