@@ -174,6 +174,8 @@ def within_prompt_quantiles(rewards: Real[ArrayLike, "*b m"]) -> Float[Array, "*
     [[0.25, 0.25, 0.75]]
     """
     r = _rewards(rewards)
+    if is_concrete(r) and not bool(jnp.all(jnp.isfinite(r))):  # NaN compares False: it would rank silently
+        raise ValueError(f"rewards must be finite to rank them, got {r[~jnp.isfinite(r)][:5]}")
     m = r.shape[-1]
     lower = jnp.sum(r[..., None, :] < r[..., :, None], axis=-1)
     return ((lower + 1) / (m + 1)).astype(r.dtype)
