@@ -142,6 +142,8 @@ def markdown_table(
     lines = [header, "|---" * (len(ks) + 1) + "|"]
     for name, c in rows.items():
         index = {int(k): i for i, k in enumerate(c.ks)}
+        if missing := [int(k) for k in ks if int(k) not in index]:
+            raise ValueError(f"curve {name!r} has no budgets {missing}; it has ks={list(c.ks)}")
         cells = []
         for k in ks:
             i = index[int(k)]
