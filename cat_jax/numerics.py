@@ -23,6 +23,8 @@ LOG_HALF = -math.log(2.0)
 def compute_dtype(x: ArrayLike) -> jnp.dtype:
     """Working dtype for ``x``: half precision -> float32, float32/float64 kept, else default float."""
     dtype = jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.complexfloating):  # casting to float would drop the imaginary part
+        raise ValueError(f"expected real numbers, got dtype {dtype}")
     if dtype in (jnp.float16, jnp.bfloat16):
         return jnp.dtype(jnp.float32)
     if jnp.issubdtype(dtype, jnp.floating):
