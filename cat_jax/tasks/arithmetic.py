@@ -40,18 +40,25 @@ def check(problem: Problem, answer: str | None) -> bool:
 
 def multiplication_problem(a: int, b: int, digits: int = 2) -> Problem:
     """``a x b =`` with the product zero-padded to ``2 * digits`` characters (EXPERIMENTS.md design)."""
+    lo, hi = 10 ** (digits - 1), 10**digits
+    if not (lo <= a < hi and lo <= b < hi):
+        raise ValueError(f"a and b must have exactly digits={digits} digits ([{lo}, {hi})), got {a} and {b}")
     ans = f"{a * b:0{2 * digits}d}"
     return Problem(f"{a}x{b}=", ans, ans, f"mul{digits}")
 
 
 def multiplication_problems(digits: int = 2) -> list[Problem]:
     """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits)."""
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
     lo, hi = 10 ** (digits - 1), 10**digits
     return [multiplication_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
 
 
 def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:
     """``start op1 v1 op2 v2 ... (mod m) =``; every step reduced mod ``m``; answer padded to m's width."""
+    if isinstance(modulus, bool) or not isinstance(modulus, int) or modulus < 2:
+        raise ValueError(f"modulus must be an integer >= 2, got {modulus!r}")
     width = len(str(modulus - 1))
     x, steps = start % modulus, []
     for op, v in ops:
