@@ -14,6 +14,7 @@ and ``solution`` is a short worked derivation ending in the answer. ``check`` is
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -49,7 +50,7 @@ def multiplication_problem(a: int, b: int, digits: int = 2) -> Problem:
 
 def multiplication_problems(digits: int = 2) -> list[Problem]:
     """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits)."""
-    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
         raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
     lo, hi = 10 ** (digits - 1), 10**digits
     return [multiplication_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
@@ -57,7 +58,7 @@ def multiplication_problems(digits: int = 2) -> list[Problem]:
 
 def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:
     """``start op1 v1 op2 v2 ... (mod m) =``; every step reduced mod ``m``; answer padded to m's width."""
-    if isinstance(modulus, bool) or not isinstance(modulus, int) or modulus < 2:
+    if isinstance(modulus, bool) or not isinstance(modulus, numbers.Integral) or modulus < 2:
         raise ValueError(f"modulus must be an integer >= 2, got {modulus!r}")
     width = len(str(modulus - 1))
     x, steps = start % modulus, []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def _rng(seed: int, split: str) -> np.random.Generator:
 
 def conditional_pairs(n: int, split: str, seed: int = 42) -> list[tuple[str, str]]:
     """``n`` (input, target) pairs; inputs unique within a split; target hydrophobicity ~ 1 - h(input)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
     rng = _rng(seed, split)
     seen: set[str] = set()
@@ -105,7 +106,7 @@ def conditional_prompt(input_seq: str) -> str:
 
 def pretraining_corpus(n: int, seed: int = 0, min_len: int = 10, max_len: int = 40) -> list[str]:
     """Protein-like sequences: hydrophobicity mostly near 0.35-0.45 (Beta(16, 22)), 3% near 0.75."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
     if not 1 <= min_len <= max_len:
         raise ValueError(f"lengths need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
