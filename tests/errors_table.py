@@ -1513,6 +1513,22 @@ def cases() -> list[Case]:
             ValueError,
             r"row 1 has 1 answers, expected 2",
         ),
+        c(
+            "tasks.protein.conditional_pairs",
+            "domain",
+            "n=-1",
+            lambda: _lazy("cat_jax.tasks.protein").conditional_pairs(-1, "train"),
+            ValueError,
+            r"n must be an integer >= 0, got -1",
+        ),
+        c(
+            "tasks.protein.pretraining_corpus",
+            "domain",
+            "min_len > max_len",
+            lambda: _lazy("cat_jax.tasks.protein").pretraining_corpus(2, min_len=10, max_len=5),
+            ValueError,
+            r"lengths need 1 <= min_len <= max_len, got min_len=10, max_len=5",
+        ),
         # ------------------------------------------------------------------ experiments: configs and CLIs
         c(
             "experiments.common.load_config",
