@@ -8,10 +8,13 @@ be hashable by value (``cat_jax.models.decoder(graphdef)`` is) to reuse the comp
 **Prompts are right-padded**: row ``b`` holds its prompt in ``prompts[b, :lengths[b]]``, anything after is
 ignored (its cache slots are overwritten before they become visible). The sampler
 
-1. prefills all ``B`` prompts in one forward pass (positions ``0..P-1``),
-2. repeats the prefilled cache ``N`` times (the N samples of a prompt share it; nothing is recomputed),
+1. prefills the ``B`` prompts (positions ``0..P-1``) into their first ``P`` cache slots, in one forward pass
+   (on CPU: one pass per group of rows of at most ``CPU_PREFILL_TOKENS`` tokens, see ``_prefill_rows``),
+2. copies the prefilled slots to the ``N`` sample rows of each prompt (the N samples share them; nothing is
+   recomputed),
 3. runs one ``lax.while_loop`` of at most ``max_new_tokens`` single-token steps, which exits as soon as every
-   sequence has emitted a stop token.
+   sequence has emitted a stop token. Step ``i`` feeds the previous token (step 0: the prompt's last token
+   again, so the prefill never computes logits over the prompt) and samples token ``i``.
 
 Randomness: sample ``n`` of prompt ``b`` at step ``i`` draws one uniform from
 ``fold_in(fold_in(fold_in(key, b), n), i)`` and inverts the CDF of its sampling distribution, so a row's
@@ -158,10 +161,10 @@ def sample(
 ) -> Samples:
     """``num_samples`` completions of each right-padded prompt, at most ``max_new_tokens`` long, one compile.
 
-    ``cache`` is an empty cache for ``B`` rows with at least ``P + max_new_tokens`` slots; its buffers are
-    consumed (a fresh one of the same shape is fine for every call). Stopping: a sequence ends after the first
-    token in ``stop_tokens`` (EOS and any others), which is kept and masked True. ``lengths`` must be in
-    ``[1, P]`` (checked when concrete).
+    ``cache`` is a cache for ``B`` rows with at least ``P + max_new_tokens`` slots (e.g. ``init_cache``);
+    only its structure, dtypes and slot count are used, never its contents, so one cache serves every call.
+    Stopping: a sequence ends after the first token in ``stop_tokens`` (EOS and any others), which is kept
+    and masked True. ``lengths`` must be in ``[1, P]`` (checked when concrete).
     """
     num_samples = nx.check_int("num_samples", num_samples, minimum=1)
     max_new_tokens = nx.check_int("max_new_tokens", max_new_tokens, minimum=1)
@@ -197,6 +200,20 @@ def sample(
     )
 
 
+# Prompt tokens per prefill pass on CPU. One pass over [B * P] tokens spills the activations out of the
+# per-core L2 cache: at B = 256, P = 32 (8192 tokens, d = 128) the MLP matmuls ran at 38 GFLOP/s, in passes of
+# 256-512 tokens at 105 (benchmarks/sampler.py's machine). Accelerators prefill in one pass.
+CPU_PREFILL_TOKENS = 256
+
+
+def _prefill_rows(b: int, p: int) -> int:
+    """Rows per prefill pass: all on accelerators; on CPU the largest divisor of ``b`` with at most
+    ``CPU_PREFILL_TOKENS`` tokens (at least one row)."""
+    if jax.default_backend() != "cpu" or b * p <= CPU_PREFILL_TOKENS:
+        return b
+    return max(r for r in range(1, b + 1) if b % r == 0 and (r * p <= CPU_PREFILL_TOKENS or r == 1))
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("apply", "num_samples", "max_new_tokens", "strategy", "stop_tokens", "pad_id"),
@@ -206,13 +223,31 @@ def _sample(
 ):
     b, p = prompts.shape
     n, steps = num_samples, max_new_tokens
-    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32)[None], (b, p))
-    logits, cache = apply(params, prompts, positions, cache)
-    last = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [b, v]
+    rows = _prefill_rows(b, p)
+    positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32)[None], (rows, p))
     # The model sees a flat batch of B*N rows (prompt-major); outputs are reshaped back to [B, N, ...].
-    cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
-    last = jnp.repeat(last, n, axis=0)
-    pos = jnp.repeat(lengths, n)
+    # Only the cache's structure, dtypes and slot count are used: the loop's cache starts empty (a slot is
+    # never visible before it is written: prefill writes slots < p, step i writes slot length - 1 + i).
+    cache = jax.tree.map(lambda x: jnp.zeros((b * n, *x.shape[1:]), x.dtype), cache)
+
+    def prefill(c, cache):
+        # Rows [c * rows, (c + 1) * rows) into an empty p-slot cache, so attention is p x p, not p x size.
+        # The logits are unused (the loop re-feeds each prompt's last token), so XLA drops the LM head over
+        # the prompt positions. The prefilled slots are copied to the N sample rows of each prompt.
+        empty = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape[1:-2], p, x.shape[-1]), x.dtype), cache)
+        _, head = apply(params, jax.lax.dynamic_slice_in_dim(prompts, c * rows, rows), positions, empty)
+        return jax.tree.map(
+            lambda x, h: jax.lax.dynamic_update_slice_in_dim(
+                x, jnp.repeat(h, n, axis=0), c * rows * n, axis=0
+            ),
+            cache,
+            head,
+        )
+
+    cache = jax.lax.fori_loop(0, b // rows, prefill, cache)
+    last = jnp.take_along_axis(prompts, (lengths - 1)[:, None], axis=1)[:, 0]
+    tok0 = jnp.repeat(last, n)
+    pos = jnp.repeat(lengths - 1, n)
     row_keys = jax.vmap(
         lambda i: jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(key, i), j))(jnp.arange(n))
     )(jnp.arange(b)).reshape(b * n)
@@ -245,8 +280,11 @@ def _sample(
         return (i < steps) & ~jnp.all(done)
 
     def body(state):
-        i, done, logits_v, cache, pos, toks, lps, lms, mask = state
-        tok, lp, lm = choose(logits_v, i)
+        # Step i feeds the previous token (step 0: the prompt's last, at position length - 1, which rewrites
+        # its own slot) and samples token i from the logits; no forward pass is wasted after the last token.
+        i, done, tok, cache, pos, toks, lps, lms, mask = state
+        logits, cache = apply(params, tok[:, None], pos[:, None], cache)
+        tok, lp, lm = choose(logits[:, 0], i)
         active = ~done
         tok = jnp.where(active, tok, pad_id)
         toks = toks.at[:, i].set(tok)
@@ -255,14 +293,13 @@ def _sample(
         mask = mask.at[:, i].set(active)
         if stops is not None:
             done = done | (active & jnp.any(tok[:, None] == stops[None, :], axis=-1))
-        logits_next, cache = apply(params, tok[:, None], pos[:, None], cache)
-        return i + 1, done, logits_next[:, 0], cache, pos + 1, toks, lps, lms, mask
+        return i + 1, done, tok, cache, pos + 1, toks, lps, lms, mask
 
     bn = b * n
     state = (
         jnp.int32(0),
         jnp.zeros((bn,), bool),
-        last,
+        tok0,
         cache,
         pos,
         jnp.full((bn, steps), pad_id, jnp.int32),
