@@ -52,7 +52,7 @@ KINDS = (
 
 
 def _lazy(module: str):
-    """Import inside the case, so that the table module itself imports nothing heavy."""
+    """Import on use: main() must set the platform (8 CPU devices) before anything imports jax."""
     import importlib
 
     return importlib.import_module(module)
@@ -125,7 +125,7 @@ def _jsonl(text: str, fields=("question", "answer")):
 
 
 def _cli(module: str, *flags: str):
-    """Run an experiment CLI as a user would; re-raise its last error line as the exception it names."""
+    """Run an experiment CLI as a user would; a non-zero exit raises :class:`CliError` with its last line."""
     out = subprocess.run(
         [sys.executable, "-m", module, *flags],
         cwd=ROOT,
@@ -161,15 +161,11 @@ def _hf_config(**extra) -> dict:
     return base | extra
 
 
-def _objectives():
-    return _lazy("cat_jax.objectives")
-
-
 def cases() -> list[Case]:
     np, jnp = _np(), _jnp()
     import jax
 
-    obj = _objectives()
+    obj = _lazy("cat_jax.objectives")
     ops = _lazy("cat_jax.operators")
     plu = _lazy("cat_jax.plurality")
     dia = _lazy("cat_jax.diagnostics")
@@ -1726,11 +1722,10 @@ def render(rows: list[dict]) -> str:
         "Conventions: a bad static argument (budget, option name, config field) raises `ValueError` naming",
         "the argument and the allowed values, before anything is compiled. Array *values* are checked",
         "eagerly where the API says so (`validate=True` on the objectives; by default on concrete inputs",
-        "of the operators, weights and advantages); under `jit` out-of-domain values give NaN, which",
-        "`train_lib`'s",
-        "non-finite guard turns into a `FloatingPointError` naming the step. With a jaxtyping import hook",
-        "active (as in this repository's tests) a wrong rank or dtype may be reported first as",
-        "`jaxtyping.TypeCheckError`.",
+        "of the operators, weights and advantages); under `jit` out-of-domain values give NaN, which the",
+        "non-finite guard of `train_lib` turns into a `FloatingPointError` naming the step. Rows that say",
+        "*returns* are documented results, not errors. With a jaxtyping import hook active (as in this",
+        "repository's tests) a wrong rank or dtype may be reported first as `jaxtyping.TypeCheckError`.",
         "",
         "| API | bad input | kind | you get | message |",
         "|---|---|---|---|---|",
