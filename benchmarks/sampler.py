@@ -1,38 +1,40 @@
 """Sampler throughput: cat_jax jit sampler vs Hugging Face ``generate`` on the same weights, side by side.
 
-Run: ``.venv/bin/python -m benchmarks.sampler`` (writes ``results/benchmarks/sampler.md``; ~3 minutes on 2
-cores). For each model shape in ``MODELS`` a random ``LlamaForCausalLM`` is built with transformers, saved as
-safetensors and loaded into cat_jax with ``cat_jax.models.convert``, so both sides run identical weights. Both
-sample at temperature 1 without filters (HF: ``do_sample=True, top_k=0``, KV cache on), from the same prompt
-length, for exactly the same number of new tokens, at batch sizes 1, 16, 64, 256 (one completion per prompt)
-and 16 prompts x 16 samples. Also: time to first sample (first call, compile included) and the fraction of
-the machine's measured float32 matmul throughput that the prefill forward achieves.
+Run: ``.venv/bin/python -m benchmarks.sampler`` (writes ``results/benchmarks/sampler.md``; ~5 minutes on a
+shared 2-core machine). For each model shape in ``MODELS`` a random ``LlamaForCausalLM`` is built with
+transformers, saved as safetensors and loaded into cat_jax with ``cat_jax.models.convert``, so both sides run
+identical weights. Both sample at temperature 1 without filters (HF: ``do_sample=True, top_k=0``, KV cache
+on), from the same prompt length, for exactly the same number of new tokens, at batch sizes 1, 16, 64, 256
+(one completion per prompt) and 16 prompts x 16 samples. Repetitions alternate between the two sides and the
+table reports medians. Also: time to first sample (first call, compile included) and the fraction of the
+machine's measured float32 matmul throughput that the sampler's prefill achieves.
+
+Threads: the process is pinned to ``--cores`` cores (default 1) before jax and torch start, and torch gets as
+many threads, so both runtimes compute on the same cores; the header records how many threads of each side
+actually burned CPU time. (Pinning matters: XLA sizes its CPU thread pool from the affinity mask, and
+``--xla_cpu_multi_thread_eigen=false`` alone still left XLA two busy threads against torch's one.)
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import platform
 import subprocess
 import tempfile
 import time
 
-# One thread each for XLA and torch: on a shared 2-core machine multi-threaded runtimes spin-wait against
-# each other and other jobs, which made HF timings swing 10x between runs; one core each is a fair ratio.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+def _pin(cores: int) -> list[int]:
+    """Pin this process to its first ``cores`` allowed CPUs (before jax/torch size their thread pools)."""
+    cpus = sorted(os.sched_getaffinity(0))[:cores]
+    os.sched_setaffinity(0, cpus)
+    return cpus
 
-from cat_jax import sampling
-from cat_jax.models import convert, llama
 
 BATCHES = (1, 16, 64, 256)
-PROMPT, NEW, REPEATS = 32, 32, 3
+PROMPT, NEW, REPEATS = 32, 32, 5
 GROUP = (16, 16)  # extra row: 16 prompts x 16 samples each (the RL rollout shape), vs num_return_sequences
 NO_SPECIAL = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None, max_position_embeddings=512)
 MODELS = {
@@ -49,32 +51,54 @@ MODELS = {
 }  # fmt: skip
 
 
-def best_time(fn, repeats=REPEATS):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
-def matmul_peak(sizes=(512, 1024, 2048)) -> float:
+def matmul_peak(jax, jnp, sizes=(512, 1024, 2048)) -> float:
     """Measured float32 matmul FLOP/s of this machine: best over jitted n x n x n products."""
     best = 0.0
     for n in sizes:
         a = jnp.ones((n, n), jnp.float32)
         f = jax.jit(lambda x: x @ x)
         f(a).block_until_ready()
-        best = max(best, 2 * n**3 / best_time(lambda f=f, a=a: f(a).block_until_ready(), 5))
+        t = min(timed(lambda f=f, a=a: f(a).block_until_ready()) for _ in range(5))
+        best = max(best, 2 * n**3 / t)
     return best
 
 
-def prefill_flops(c: llama.LlamaConfig, batch: int, prompt: int, slots: int) -> float:
-    """Matmul FLOPs of one prefill: projections, MLP, LM head, and attention over the cache slots computed."""
+def prefill_flops(c, batch: int, samples: int, prompt: int, slots: int) -> float:
+    """Matmul FLOPs of ``sample(..., max_new_tokens=1)``: the prefill over ``batch * prompt`` tokens
+    (attention over the ``prompt`` slots it writes, no LM head) and the one step that re-feeds each row's
+    last prompt token (attention over ``slots``, LM head) for ``batch * samples`` rows."""
     d, hd = c.hidden_size, c.dim_head
     proj = d * hd * (2 * c.num_heads + 2 * c.num_kv_heads) + 3 * d * c.intermediate_size
-    attn = 2 * c.num_heads * hd * slots  # scores and values, per query token
-    return 2 * batch * prompt * (c.num_layers * (proj + attn) + d * c.vocab_size)
+    attn = 2 * c.num_heads * hd  # scores and values, per query token and key slot
+    pre = batch * prompt * c.num_layers * (proj + attn * prompt)
+    step = batch * samples * (c.num_layers * (proj + attn * slots) + d * c.vocab_size)
+    return 2 * (pre + step)
+
+
+def busy_threads(fn) -> int:
+    """Threads of this process that burned >= 25% of the busiest one's CPU time during ``fn()``."""
+
+    def ticks():
+        out = {}
+        for path in glob.glob("/proc/self/task/*/stat"):
+            try:
+                fields = open(path).read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[path] = int(fields[11]) + int(fields[12])  # utime + stime
+        return out
+
+    before = ticks()
+    fn()
+    used = [t - before.get(k, 0) for k, t in ticks().items()]
+    top = max(used, default=0)
+    return sum(u >= max(1, 0.25 * top) for u in used)
 
 
 def cpu_name() -> str:
@@ -87,43 +111,36 @@ def cpu_name() -> str:
         return platform.processor() or "unknown"
 
 
-def bench_model(name, hf_kwargs, batches, peak, torch, transformers):
-    """Rows ``(label, cat_jax tok/s, HF tok/s, speed-up, time to first sample, prefill fraction)``."""
+def bench_model(name, hf_kwargs, batches, peak, repeats, libs, count_threads):
+    """Rows ``(label, cat_jax tok/s, HF tok/s, speed-up, time to first sample, prefill fraction)`` and the
+    most busy threads per side (when ``count_threads``)."""
+    jax, jnp, np, torch, transformers, sampling, convert, llama = libs
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_kwargs)).eval()
     path = tempfile.mkdtemp()
     hf.save_pretrained(path)
     ckpt = convert.load(path)
     config, slots = ckpt.config, PROMPT + NEW
-    prefill = jax.jit(ckpt.apply)
     shapes = [(b, 1) for b in batches] + [GROUP]
-    rows = []
+    rows, threads = [], (0, 0)
     for b, n in shapes:
         prompts = np.random.default_rng(b).integers(0, config.vocab_size, (b, PROMPT))
         lengths = jnp.full((b,), PROMPT, jnp.int32)
+        cache = llama.init_cache(config, b, slots)  # only its shapes are used: one serves every call
 
-        def ours(key=0, prompts=prompts, lengths=lengths, b=b, n=n):
+        def ours(key=0, prompts=prompts, lengths=lengths, cache=cache, n=n, new=NEW):
             out = sampling.sample(
                 ckpt.apply,
                 ckpt.params,
-                llama.init_cache(config, b, slots),
+                cache,
                 jnp.asarray(prompts),
                 lengths,
                 jax.random.key(key),
                 num_samples=n,
-                max_new_tokens=NEW,
+                max_new_tokens=new,
                 strategy=sampling.Temperature(1.0),
             )
             return out.tokens.block_until_ready()
-
-        first = best_time(ours, 1)
-        pos = jnp.broadcast_to(jnp.arange(PROMPT)[None], (b, PROMPT))
-        cache = llama.init_cache(config, b, slots)
-        tokens = jnp.asarray(prompts)
-        t_pre = best_time(
-            lambda t=tokens, pos=pos, c=cache: prefill(ckpt.params, t, pos, c)[0].block_until_ready(), 5
-        )
-        frac = prefill_flops(config, b, PROMPT, slots) / t_pre / peak
 
         def theirs(prompts=prompts, n=n):
             with torch.no_grad():
@@ -141,19 +158,25 @@ def bench_model(name, hf_kwargs, batches, peak, torch, transformers):
                     pad_token_id=0,
                 )
 
+        first = timed(ours)
+        ours(new=1)
+        t_pre = float(np.median([timed(lambda: ours(new=1)) for _ in range(repeats)]))
+        frac = prefill_flops(config, b, n, PROMPT, slots) / t_pre / peak
         theirs()  # warm-up
-        # Interleaved repeats, best of each: load spikes on the shared machine hit both sides alike.
-        t_ours, t_hf = float("inf"), float("inf")
-        for _ in range(REPEATS):
-            t_ours = min(t_ours, best_time(ours, 1))
-            t_hf = min(t_hf, best_time(theirs, 1))
+        if count_threads and (b, n) == GROUP:  # the longest call: coarse CPU-time ticks resolve it
+            threads = (max(threads[0], busy_threads(ours)), max(threads[1], busy_threads(theirs)))
+        # Alternating repetitions, medians: load changes on the shared machine hit both sides alike.
+        t_ours, t_hf = [], []
+        for _ in range(repeats):
+            t_ours.append(timed(ours))
+            t_hf.append(timed(theirs))
+        t_ours, t_hf = float(np.median(t_ours)), float(np.median(t_hf))
         label = f"{b}" if n == 1 else f"{b} prompts x {n} samples"
         total = b * n * NEW
         rows.append((label, total / t_ours, total / t_hf, t_hf / t_ours, first, frac))
-        print(
-            f"{name} {label}: cat_jax {rows[-1][1]:.0f} tok/s, HF {rows[-1][2]:.0f} tok/s, x{rows[-1][3]:.1f}"
-        )
-    return config, rows
+        summary = f"cat_jax {total / t_ours:.0f} tok/s, HF {total / t_hf:.0f} tok/s, x{t_hf / t_ours:.1f}"
+        print(f"{name} {label}: {summary}, first {first:.2f}s, prefill {frac:.2f} of peak", flush=True)
+    return config, rows, threads
 
 
 def main() -> None:
@@ -161,38 +184,31 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmarks/sampler.md")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--cores", type=int, default=1, help="cores both sides share (threads of each)")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
+    cpus = _pin(args.cores)
 
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
     import torch
     import transformers
 
-    torch.set_num_threads(1)
-    peak = matmul_peak()
-    lines = [
-        "# Sampler throughput: cat_jax vs Hugging Face generate",
-        "",
-        "Command: `.venv/bin/python -m benchmarks.sampler`",
-        "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores visible, shared with other jobs; one thread each for "
-        "XLA and torch "
-        f"(ratios matter, absolute numbers do not); jax {jax.__version__} ({jax.default_backend()}), "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
-        f"{transformers.__version__}. Measured matmul peak (best jit float32 n^3, n <= 2048): "
-        f"{peak / 1e9:.0f} GFLOP/s.",
-        "",
-        "Both sides load the same safetensors of a random LlamaForCausalLM (float32). "
-        f"Prompt {PROMPT} tokens, exactly {NEW} new tokens (no EOS), temperature 1, "
-        "no top-k/top-p (HF: `do_sample=True, top_k=0`, KV cache on), "
-        f"best of {REPEATS} interleaved runs. Tokens/s count generated tokens. "
-        "The `prompts x samples` row uses `num_samples` (prefill once, shared cache) "
-        "vs HF `num_return_sequences`. Time to first sample is the first call of a shape, "
-        "compile included; the prefill fraction is the prefill forward's matmul FLOP/s "
-        "over the measured peak (on a shared machine the peak is itself noisy).",
-    ]
+    from cat_jax import sampling
+    from cat_jax.models import convert, llama
+
+    torch.set_num_threads(len(cpus))
+    libs = (jax, jnp, np, torch, transformers, sampling, convert, llama)
+    peak = matmul_peak(jax, jnp)
+    sections, threads = [], None
     for name in args.models.split(","):
-        config, rows = bench_model(name, MODELS[name], batches, peak, torch, transformers)
-        lines += [
+        config, rows, counted = bench_model(
+            name, MODELS[name], batches, peak, args.repeats, libs, count_threads=threads is None
+        )
+        threads = threads or counted
+        sections += [
             "",
             f"## {name}: {config.num_params() / 1e6:.2f}M params ({config.num_layers} layers, "
             f"d={config.hidden_size}, {config.num_heads}/{config.num_kv_heads} q/kv heads, "
@@ -202,7 +218,33 @@ def main() -> None:
             "| prefill matmul fraction |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        lines += [f"| {b} | {o:.0f} | {h:.0f} | {r:.1f}x | {f:.2f} | {p:.2f} |" for b, o, h, r, f, p in rows]
+        sections += [
+            f"| {b} | {o:.0f} | {h:.0f} | {r:.1f}x | {f:.2f} | {p:.2f} |" for b, o, h, r, f, p in rows
+        ]
+    command = ".venv/bin/python -m benchmarks.sampler" + (f" --cores {args.cores}" if args.cores != 1 else "")
+    lines = [
+        "# Sampler throughput: cat_jax vs Hugging Face generate",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end of the run); jax {jax.__version__} ({jax.default_backend()}), "
+        f"torch {torch.__version__}, transformers {transformers.__version__}. The process was pinned to "
+        f"{len(cpus)} core(s) {cpus} and torch set to {torch.get_num_threads()} thread(s); threads that "
+        f"burned CPU time during one {GROUP[0]} x {GROUP[1]} call: cat_jax {threads[0]}, HF {threads[1]}. "
+        f"Measured matmul peak (best jit float32 n^3, n <= 2048): {peak / 1e9:.0f} GFLOP/s.",
+        "",
+        "Both sides load the same safetensors of a random LlamaForCausalLM (float32). "
+        f"Prompt {PROMPT} tokens, exactly {NEW} new tokens (no EOS), temperature 1, "
+        "no top-k/top-p (HF: `do_sample=True, top_k=0`, KV cache on); "
+        f"median of {args.repeats} alternating runs per side (the speed-up is the ratio of the medians). "
+        "Tokens/s count generated tokens. The `prompts x samples` row uses `num_samples` (prefill once, "
+        "shared cache) vs HF `num_return_sequences`. Time to first sample is the first call of a shape, "
+        "compile included; the prefill matmul fraction is the matmul FLOP/s of "
+        "`sample(..., max_new_tokens=1)` (the prefill plus the step that samples the first token) over the "
+        "measured peak.",
+        *sections,
+    ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

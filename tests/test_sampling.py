@@ -209,6 +209,21 @@ class _Counted:
         return isinstance(other, _Counted) and other.fn is self.fn
 
 
+def test_prefill_in_row_groups_equals_one_pass(model, prompts, tempered, monkeypatch):
+    """The CPU prefill in groups of rows (here one row per pass) samples what one pass samples."""
+    monkeypatch.setattr(sampling, "CPU_PREFILL_TOKENS", P)
+    # The largest divisor of the batch whose rows fit the token budget (a prime batch: one row at a time).
+    assert (sampling._prefill_rows(B, P), sampling._prefill_rows(8, 2), sampling._prefill_rows(7, 2)) == (
+        1,
+        2,
+        1,
+    )
+    out = run(model, prompts, sampling.Temperature(0.8), apply=_Counted(model.apply))  # a fresh compile
+    np.testing.assert_array_equal(out.tokens, tempered.tokens)
+    np.testing.assert_array_equal(out.mask, tempered.mask)
+    np.testing.assert_allclose(out.logp_model, tempered.logp_model, atol=1e-6)
+
+
 def test_sequence_log_probs_shift_and_first_position(model):
     tokens = jax.random.randint(jax.random.key(3), (2, 3, 7), 0, model.config.vocab_size)
     mask = jnp.ones((2, 3, 7), bool)
