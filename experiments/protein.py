@@ -41,14 +41,14 @@ from cat_jax import evaluation, losses, operators, rl, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.tasks import protein
-from cat_jax.tasks.tokenizers import IGNORE, CharTokenizer
+from cat_jax.tasks.tokenizers import IGNORE
 from experiments import common
 
-# Character vocabulary: pad 0, BOS 1, EOS 2, the 20 residues, and '>' closing a conditional prompt (the
-# character-level stand-in for SPEC's "Input: ... Output:" text; it is not an amino acid, so a sample that
-# emits it is invalid, as prose is for ProtGPT2).
-SEP = ">"
-TOKENIZER = CharTokenizer(protein.ALPHABET + SEP)
+# Character vocabulary (``protein.tokenizer()``): pad 0, BOS 1, EOS 2, the 20 residues, and '>' closing a
+# conditional prompt (the character-level stand-in for SPEC's "Input: ... Output:" text; it is not an amino
+# acid, so a sample that emits it is invalid, as prose is for ProtGPT2).
+SEP = protein.SEPARATOR
+TOKENIZER = protein.tokenizer()
 PAD, BOS, EOS = TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.eos_id
 SEP_ID = TOKENIZER.encode(SEP)[0]
 _IS_RESIDUE = np.isin(np.arange(TOKENIZER.vocab_size), TOKENIZER.encode(protein.ALPHABET))
@@ -150,6 +150,12 @@ def conditional_rewards(
     window = jnp.asarray(copy_window(max_input, completions.shape[-1]))[n_in, c_in, n, c]
     r = r - 2.0 * window.astype(jnp.float32)
     return jnp.where((n >= COND_MIN_LEN) & ~invalid, r, INVALID_REWARD)
+
+
+# One compile per pool shape instead of one per eager op (evaluation and tests call these on host arrays).
+_jit_counts = jax.jit(residue_counts)
+_jit_uncond = jax.jit(unconditional_rewards)
+_jit_cond = jax.jit(conditional_rewards, static_argnames="max_input")
 
 
 def _scores(rewards: Array, completions: Array, mask: Array, min_len: int) -> rl.RolloutScores:
@@ -388,13 +394,13 @@ def evaluate_model(apply, params, model_cfg, prompts, *, setting, config, path: 
         seed=config.eval.seed,
     )
     if uncond:
-        rewards = unconditional_rewards(tokens, mask)
+        rewards = _jit_uncond(tokens, mask)
     else:
         max_input = prompts["prompts"].shape[1] - 2
-        rewards = conditional_rewards(
+        rewards = _jit_cond(
             tokens, mask, prompts["input_length"], prompts["input_hydrophobic"], max_input=max_input
         )
-    n, c, invalid = (np.asarray(x) for x in residue_counts(tokens, mask))
+    n, c, invalid = (np.asarray(x) for x in _jit_counts(tokens, mask))
     h = np.where((n > 0) & ~invalid, c / np.maximum(n, 1), np.nan)
     out = {"rewards": np.asarray(rewards, np.float64), "h": h, "length": n}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -416,6 +422,22 @@ def across_seeds(per_seed: list[np.ndarray], ks) -> operators.Curve:
     v = np.stack(per_seed)
     se = v.std(axis=0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.full(v.shape[1], np.nan)
     return operators.Curve(tuple(ks), jnp.asarray(v), jnp.asarray(v.mean(0)), jnp.asarray(se))
+
+
+def _record(curve: operators.Curve) -> dict:
+    # One seed, one prompt or a reference model has no SE: null in the JSON, not NaN.
+    rec = evaluation.curve_record(curve)
+    return {**rec, "se": [None if np.isnan(v) else v for v in rec["se"]]}
+
+
+def _input_dependence(h: np.ndarray, prompts: dict) -> dict:
+    """Least-squares slope and correlation of a prompt's mean output h on its input h (the target has -1)."""
+    h_in = prompts["input_hydrophobic"] / prompts["input_length"]
+    counts = np.isfinite(h).sum(-1)
+    out = np.nansum(h, axis=-1) / np.maximum(counts, 1)
+    keep = counts > 0
+    slope = np.polyfit(h_in[keep], out[keep], 1)[0]
+    return {"slope": float(slope), "corr": float(np.corrcoef(h_in[keep], out[keep])[0, 1])}
 
 
 def _hist(h: np.ndarray, bins: np.ndarray) -> list[int]:
@@ -441,6 +463,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     root = pathlib.Path(workdir)
     out_dir = pathlib.Path(config.results_dir) if config.results_dir else root / "report"
     timings: dict[str, float] = {}
+    runs = lambda setting: [
+        root / setting / b / f"seed{s}" for b in config[setting].branches for s in config[setting].seeds
+    ]
+    # Which phases do work in this call (the others resume from disk and keep their stored wall time).
+    fresh = {
+        "pretrain": not _finished(root / "pretrain"),
+        "uncond_rl": not all(map(_finished, runs("uncond"))),
+        "cond_warmup": not _finished(root / "cond_warmup"),
+        "cond_rl": not all(map(_finished, runs("cond"))),
+        "evaluate": not all(
+            (wd / "eval.npz").exists()
+            for wd in [root / "pretrain", root / "cond_warmup", *runs("uncond"), *runs("cond")]
+        ),
+    }
     model_cfg = llama.LlamaConfig.tiny(vocab_size=TOKENIZER.vocab_size, **config.model.to_dict())
     graphdef, init_params = llama.init(model_cfg, jax.random.key(int(config.pretrain.seed)))
     apply = llama.decoder(graphdef)
@@ -551,18 +587,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     path=wd / "eval.npz",
                 )
                 cs = curves_of(ev["rewards"], ks[setting])
-                rec = {name: evaluation.curve_record(c) for name, c in cs.items()}
+                rec = {name: _record(c) for name, c in cs.items()}
                 rec.update(seed=seed, mean_reward=float(ev["rewards"].mean()), h=_h_summary(ev["h"]))
                 fm = wd / "final_metrics.json"
                 if seed is not None and fm.exists():
                     rec["final_train_metrics"] = json.loads(fm.read_text())
                     rec["train_reward_mean"] = _reward_trace(wd / "metrics.jsonl")
+                if setting == "cond":
+                    rec["output_vs_input_h"] = _input_dependence(ev["h"], prompts["cond"])
                 per_seed.append(rec)
                 pools.append(ev["h"].reshape(-1))
             agg = {}
             for name in ("without_replacement", "with_replacement"):
                 curve = across_seeds([np.array(r[name]["mean"]) for r in per_seed], ks[setting])
-                agg[name] = evaluation.curve_record(curve)
+                agg[name] = _record(curve)
                 plot_curves.setdefault((setting, name), {})[label] = curve
             h_all = np.concatenate(pools)
             h_pools.setdefault(setting, {})[label] = h_all
@@ -572,15 +610,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "per_seed": per_seed,
                 "h": {**_h_summary(h_all), "histogram": _hist(h_all, bins)},
             }
+            if setting == "cond":
+                slopes = [r["output_vs_input_h"]["slope"] for r in per_seed]
+                report[setting][label]["h"]["slope_on_input_h"] = float(np.mean(slopes))
     timings["evaluate"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_start
-    report["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    report["seconds"] = _phase_seconds(root, timings, fresh)
+    report["seconds_this_call"] = round(time.perf_counter() - t_start, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     common.write_json(out_dir / "results.json", report)
     (out_dir / "table.md").write_text(markdown_report(report, ks))
     plot_best_of_k(plot_curves, out_dir / "best_of_k.png", command=config.command)
     plot_hydrophobicity(h_pools, out_dir / "hydrophobicity.png", command=config.command)
     return report
+
+
+def _phase_seconds(root: pathlib.Path, measured: dict, fresh: dict) -> dict:
+    """Wall seconds per phase: measured if the phase ran in this call, else as stored when it ran."""
+    path = root / "timings.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    out = {k: round(v if fresh[k] or k not in stored else stored[k], 1) for k, v in measured.items()}
+    out["total"] = round(sum(out.values()), 1)
+    common.write_json(path, out)
+    return out
 
 
 def _reward_trace(path: pathlib.Path, every: int = 10) -> list[float]:
@@ -635,19 +686,23 @@ def markdown_report(report: dict, ks: dict) -> str:
         for label in BRANCH_LABELS.values():
             lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in paper[label]) + " |")
     lines.append("\n## Sample hydrophobicity h (all seeds pooled; valid samples)\n")
-    lines.append("| setting | model | mean h | share h in [0.30, 0.50] | share h in [0.65, 0.85] | valid |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append(
+        "| setting | model | mean h | share h in [0.30, 0.50] | share h in [0.65, 0.85] | valid "
+        "| slope of output h on input h (target -1) |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
     c = report["pretraining_corpus_h"]
     lines.append(
         f"| corpus | pre-training data | {c['mean']:.3f} | {c['frac_low_mode_0.30_0.50']:.2f} | "
-        f"{c['frac_high_mode_0.65_0.85']:.2f} | 1.00 |"
+        f"{c['frac_high_mode_0.65_0.85']:.2f} | 1.00 | |"
     )
     for setting in ("uncond", "cond"):
         for label, rec in report[setting].items():
             h = rec["h"]
             lines.append(
                 f"| {setting} | {label} | {h['mean']:.3f} | {h['frac_low_mode_0.30_0.50']:.2f} | "
-                f"{h['frac_high_mode_0.65_0.85']:.2f} | {h['frac_valid']:.2f} |"
+                f"{h['frac_high_mode_0.65_0.85']:.2f} | {h['frac_valid']:.2f} | "
+                + (f"{h['slope_on_input_h']:.2f} |" if "slope_on_input_h" in h else "|")
             )
     secs = report["seconds"]
     lines.append(
@@ -696,7 +751,7 @@ def plot_hydrophobicity(pools: dict, path: pathlib.Path, *, command: str) -> Non
     """Histogram of sample hydrophobicity per model (unconditional with the reward curve; conditional)."""
     fig = Figure(figsize=(11, 4))
     FigureCanvasAgg(fig)
-    bins = np.linspace(0.0, 1.0, 41)
+    bins = np.linspace(0.0, 1.0, 21)  # h is a ratio of small integers: finer bins only show aliasing
     for i, (setting, title) in enumerate((("uncond", "unconditional"), ("cond", "conditional (outputs)"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for label, h in pools[setting].items():

@@ -67,7 +67,7 @@ def test_unconditional_reward_equals_python_on_every_count_and_on_random_tokens(
     special_rows[1, :12] = special[:12]  # pad and BOS are skipped by decoding: 10 residues, valid
     tokens = np.concatenate([rows, edge_rows, special_rows, rand])
     mask = np.concatenate([_mask(rows), _mask(edge_rows), np.ones((2, width), bool), rand_mask])
-    got = np.asarray(exp.unconditional_rewards(tokens, mask))
+    got = np.asarray(exp._jit_uncond(tokens, mask))
     want = np.array([protein.unconditional_reward(_text(t, m)) for t, m in zip(tokens, mask, strict=True)])
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
     assert (want == -5).any() and (want > 10).any()
@@ -85,7 +85,7 @@ def test_conditional_reward_equals_python_on_every_count_pair():
     mask = np.broadcast_to(_mask(rows), tokens.shape)
     prompts = exp.conditional_prompts([(s, "") for s in src])
     got = np.asarray(
-        exp.conditional_rewards(
+        exp._jit_cond(
             tokens, mask, prompts["input_length"], prompts["input_hydrophobic"], max_input=max_input
         )
     )
@@ -114,14 +114,15 @@ def test_smoke_run_writes_every_report_file(tmp_path):
     for setting, reference in (("uncond", "Pre-trained LM"), ("cond", "Conditional warm-up")):
         assert set(saved[setting]) == {reference, "BoN-2"}
         rec = saved[setting]["BoN-2"]
-        assert rec["seeds"] == 2 and len(rec["per_seed"]) == 2
+        seeds = len(config[setting].seeds)
+        assert rec["seeds"] == seeds and len(rec["per_seed"]) == seeds
         for name in ("with_replacement", "without_replacement"):
             curve = rec["across_seeds"][name]
             assert curve["k"] == list(config.eval[f"{setting}_ks"]) and np.all(
                 np.diff(curve["mean"]) >= -1e-6
             )
     table = (out / "table.md").read_text()
-    assert config.command in table and "| BoN-2 (2) |" in table and "with replacement" in table
+    assert config.command in table and "| BoN-2 (2) |" in table and "| BoN-2 (1) |" in table
     for png in ("best_of_k.png", "hydrophobicity.png"):
         assert (out / png).stat().st_size > 5000
     assert report["uncond"]["BoN-2"]["per_seed"][0]["train_reward_mean"]
