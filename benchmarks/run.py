@@ -7,7 +7,8 @@ Run: ``.venv/bin/python -m benchmarks.run`` (full sizes, ~15 minutes on 2 cores;
 
 Contract with the benchmark modules (the one they already follow): each is run as its own process,
 ``python -m benchmarks.<name> [args]``, with the working directory set to the output root, and writes
-``results/benchmarks/<name>.md`` relative to it. A separate process per benchmark keeps each one's XLA flags
+``results/benchmarks/<name>.md`` relative to it (a module whose source never names that file, such as a
+profiler, is listed in the report but not run). A separate process per benchmark keeps each one's XLA flags
 and thread settings (the sampler pins one thread each for XLA and torch) and isolates failures: a benchmark
 that crashes, times out or writes no report is a FAILED row in the table, the others still run, and the
 exit status is 1. The ratios are read back from the markdown tables the benchmarks write; a benchmark
@@ -214,9 +215,15 @@ class Result:
     log_tail: str = ""
 
 
-def discover() -> list[str]:
+def discover() -> tuple[list[str], list[str]]:
+    """Benchmarks (modules that write ``results/benchmarks/<name>.md``) in run order, and the other modules
+    of benchmarks/ (tools such as profilers), which are listed in the report but not run."""
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in NOT_BENCHMARKS)
-    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+    writes = {
+        n for n in names if f"results/benchmarks/{n}.md" in (ROOT / "benchmarks" / f"{n}.py").read_text()
+    }
+    runs = [n for n in ORDER if n in writes] + [n for n in names if n in writes and n not in ORDER]
+    return runs, [n for n in names if n not in writes]
 
 
 def python_for(name: str) -> str:
@@ -333,7 +340,9 @@ def git_state() -> str:
         return "unknown"
 
 
-def render(results: list[Result], *, quick: bool, command: str, header: list[str], wall: float) -> str:
+def render(
+    results: list[Result], *, quick: bool, command: str, header: list[str], wall: float, tools: list[str]
+) -> str:
     lines = [
         "# Benchmarks: cat_jax vs the alternatives",
         "",
@@ -374,6 +383,13 @@ def render(results: list[Result], *, quick: bool, command: str, header: list[str
         + ", ".join(f"[{r.name}.md]({r.name}.md)" for r in results if r.status == "ok")
         + ". Each states its own command, workload and method.",
     ]
+    if tools:
+        lines += [
+            "",
+            "Not run (modules of `benchmarks/` that write no `results/benchmarks/<name>.md`: tools): "
+            + ", ".join(f"`{t}`" for t in tools)
+            + ".",
+        ]
     failed = [r for r in results if r.status == "FAILED" and r.log_tail]
     for r in failed:
         lines += ["", f"## {r.name}: {r.note}", "", "```", r.log_tail, "```"]
@@ -391,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds per benchmark (default 1800, quick 600)"
     )
     args = ap.parse_args(argv)
-    names = discover()
+    names, tools = discover()
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = sorted(set(wanted) - set(names))
@@ -417,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Run: {started:%Y-%m-%d %H:%M} UTC, git {git_state()}",
         *machine(load_before, os.getloadavg()),
     ]
-    text = render(results, quick=args.quick, command=command, header=header, wall=wall)
+    text = render(results, quick=args.quick, command=command, header=header, wall=wall, tools=tools)
     path = out_root / REPORT_DIR / "README.md"
     path.write_text(text)
     print(text)

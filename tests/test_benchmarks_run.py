@@ -17,9 +17,10 @@ FAKES = {
         "p = pathlib.Path('results/benchmarks/fine.md')\n"
         "p.write_text('# Fine\\n\\n| what | speed-up |\\n|---|---|\\n| x | 3.0x |\\n')\n"
     ),
-    "boom": "raise RuntimeError('simulated crash in a benchmark')\n",
-    "absent": "print('google-tunix is not importable; skipping the comparison')\n",
-    "silent": "print('done')\n",  # exit 0 without a report: a failure, not a silent pass
+    "boom": "raise RuntimeError('simulated crash in a benchmark')  # results/benchmarks/boom.md\n",
+    "absent": "print('google-tunix is not importable; skipping')  # results/benchmarks/absent.md\n",
+    "silent": "print('done')  # claims results/benchmarks/silent.md but exits 0 without writing it\n",
+    "profiler": "raise SystemExit('a tool that writes no report must not be run')\n",
 }
 
 
@@ -45,6 +46,7 @@ def test_failures_are_reported_and_the_rest_still_runs(fake_root):
     assert "**skipped**" in rows["absent"] and "not importable" in rows["absent"]
     assert "**FAILED**" in rows["silent"] and "was not written" in rows["silent"]
     assert "simulated crash in a benchmark" in report  # the log tail of the failure
+    assert "Not run" in report and "`profiler`" in report
     assert "shared and noisy" in report and "CPU:" in report and "jax" in report
 
 
