@@ -9,7 +9,7 @@ Contract with the benchmark modules (the one they already follow): each is run a
 ``python -m benchmarks.<name> [args]``, with the working directory set to the output root, and writes
 ``results/benchmarks/<name>.md`` relative to it (a module whose source never names that file, such as a
 profiler, is listed in the report but not run). A separate process per benchmark keeps each one's XLA flags
-and thread settings (the sampler pins one thread each for XLA and torch) and isolates failures: a benchmark
+and thread settings (the sampler pins itself to one core) and isolates failures: a benchmark
 that crashes, times out or writes no report is a FAILED row in the table, the others still run, and the
 exit status is 1. The ratios are read back from the markdown tables the benchmarks write; a benchmark
 without a known reader is still run and linked. ``tunix_grpo`` runs with ``.venv-bench/bin/python`` when
