@@ -131,7 +131,15 @@ def train_then_evaluate(
     started: float,
     **extra_report,
 ) -> dict:
-    """The shared tail of every training experiment: loop (auto-resume), final params, evaluation, JSON."""
+    """The shared tail of every training experiment: loop (auto-resume), final params, evaluation, JSON.
+
+    ``config.curve_every > 0`` also logs the exact held-out pass@k (:func:`exact_pass_at_k` at every
+    ``config.curve_temperatures``) every that many steps: the learning curve of the early-stopping control.
+    """
+    curve_every = int(config.get("curve_every", 0))
+    temperatures = list(config.get("curve_temperatures", [1.0]))
+    ks = [k for k in config.eval.ks if k <= int(config.eval.num_samples)]
+    eval_fn = lambda s: exact_pass_at_k(apply, s.params, data, temperatures=temperatures, ks=ks)
     result = train_lib.train_loop(
         state,
         step,
@@ -141,6 +149,8 @@ def train_then_evaluate(
         checkpoint_every=int(config.checkpoint_every),
         log_every=int(config.log_every),
         progress=bool(config.progress),
+        eval_every=curve_every,
+        eval_fn=eval_fn if curve_every else None,
     )
     train_seconds = time.perf_counter() - started
     if result.preempted:
@@ -229,6 +239,59 @@ def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.Confi
         "eval_samples": int(scored.correct.shape[1]),
         "distinct_answers_per_problem": float(np.mean([len(set(r)) for r in np.asarray(scored.answer_ids)])),
     }
+
+
+def exact_pass_at_k(
+    apply, params, data: TaskData, *, temperatures, ks, split: str = "eval"
+) -> dict[str, float]:
+    r"""Noise-free expected pass@k from one teacher-forced forward pass (EXPERIMENTS.md, cross-check metric).
+
+    With temperature-``T`` sampling, no truncation and exact-match answers, a problem whose answer + EOS has
+    probability :math:`p_i` under ``softmax(logits / T)`` is solved by ``k`` samples with probability
+    :math:`1 - (1 - p_i)^k`; the mean over problems is the exact expected pass@k. Returns
+    ``{"T<t>/pass@<k>": mean, "T<t>/pass@<k>_se": SE over problems, "T<t>/log_p": mean log p_i}``.
+    """
+    prompts, lengths = getattr(data, f"{split}_prompts"), getattr(data, f"{split}_lengths")
+    targets, tlens = getattr(data, f"{split}_targets"), getattr(data, f"{split}_target_lengths")
+    log_p = np.asarray(
+        _teacher_forced_log_p(
+            apply, params, prompts, lengths, targets, tlens, jnp.asarray(temperatures, jnp.float32)
+        )
+    )  # [T, B]
+    out = {}
+    for t, lp in zip(temperatures, log_p, strict=True):
+        tag = f"T{float(t):g}"
+        out[f"{tag}/log_p"] = float(np.mean(lp))
+        for k in ks:
+            solved = -np.expm1(k * np.log1p(-np.exp(np.minimum(lp, 0.0))))
+            out[f"{tag}/pass@{k}"] = float(np.mean(solved))
+            out[f"{tag}/pass@{k}_se"] = float(np.std(solved, ddof=1) / np.sqrt(len(solved)))
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _teacher_forced_log_p(apply, params, prompts, lengths, targets, tlens, temperatures):
+    """``[T, B]`` log-probability of ``targets[:tlens]`` after each right-padded prompt, per temperature."""
+    b, p = prompts.shape
+    t = targets.shape[1]
+    width = p + t
+    col = jnp.arange(width)[None, :]
+    # Place each target right after its prompt's last real token (prompts are right-padded).
+    tgt_idx = jnp.clip(col - lengths[:, None], 0, t - 1)
+    from_target = (col >= lengths[:, None]) & (col < (lengths + tlens)[:, None])
+    padded_prompts = jnp.pad(prompts, ((0, 0), (0, t)))
+    tokens = jnp.where(from_target, jnp.take_along_axis(targets, tgt_idx, axis=1), padded_prompts)
+    positions = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32)[None], (b, width))
+    logits, _ = apply(params, tokens.astype(jnp.int32), positions, None)
+    logits = logits[:, :-1].astype(jnp.float32)
+    nxt = tokens[:, 1:, None].astype(jnp.int32)
+
+    def at(temp):
+        logp = jax.nn.log_softmax(logits / temp, axis=-1)
+        picked = jnp.take_along_axis(logp, nxt, axis=-1)[..., 0]
+        return jnp.sum(jnp.where(from_target[:, 1:], picked, 0.0), axis=-1)
+
+    return jax.vmap(at)(temperatures)
 
 
 # ----------------------------------------------------------------------------- task data for experiments

@@ -60,6 +60,11 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.eval = arith_common.evaluation()
     c.mesh = arith_common.mesh()
 
+    # Exact held-out pass@k (teacher-forced, EXPERIMENTS.md) every this many steps at these temperatures:
+    # the learning curve behind the early-stopping and temperature controls (0 = off).
+    c.curve_every = 0
+    c.curve_temperatures = [0.8, 1.0, 1.25, 1.5, 2.0]
+
     c.checkpoint_every = 200
     c.log_every = 10
     c.progress = True

@@ -62,3 +62,51 @@ def test_config_errors():
 def test_quickstart_smoke(tmp_path):
     table = quickstart.run(str(tmp_path), smoke=True, progress=False)
     assert "| ce |" in table and "| passn16 |" in table and "pass@k" in table
+
+
+def test_exact_pass_at_k_matches_sequence_log_probs():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cat_jax import sampling
+    from cat_jax.models import llama
+
+    cfg = common.load_config("configs/sft/arith.py:smoke")
+    data = common.task_data(cfg.task)
+    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    graphdef, params = llama.init(model_cfg, jax.random.key(0))
+    apply = llama.decoder(graphdef)
+    got = common.exact_pass_at_k(apply, params, data, temperatures=[1.0, 2.0], ks=[1, 4])
+    tokens, mask = sampling.join(
+        jnp.asarray(data.eval_prompts),
+        jnp.asarray(data.eval_lengths),
+        jnp.asarray(data.eval_targets)[:, None],
+        jnp.arange(data.eval_targets.shape[1])[None, None, :] < data.eval_target_lengths[:, None, None],
+        pad_id=data.pad_id,
+    )
+    log_p = np.asarray(sampling.sequence_log_probs(apply, params, tokens, mask).sum(-1))[:, 0]
+    np.testing.assert_allclose(got["T1/log_p"], log_p.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        got["T1/pass@4"], np.mean(-np.expm1(4 * np.log1p(-np.exp(log_p.astype(np.float64))))), rtol=1e-4
+    )
+    assert got["T2/log_p"] != got["T1/log_p"]
+
+
+def test_paper_study_smoke(tmp_path, monkeypatch):
+    from experiments import paper
+
+    # Two branches keep the smoke short; the full study runs seven (configs/sft/arith.py phases).
+    monkeypatch.setattr(paper, "SFT_BRANCHES", {"ce": "CE", "passn4": "Pass@4"})
+    monkeypatch.setattr(paper, "TABLE2", ("ce", "passn4"))
+    monkeypatch.setattr(paper, "TABLE3", ("ce", "passn4"))
+    paper.run_sft(tmp_path / "w", 0, smoke=True)
+    paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "python -m experiments.paper --smoke")
+    for name in ("sft_passn", "sft_majority"):
+        payload = json.loads((tmp_path / "r" / name / "results.json").read_text())
+        assert payload["command"] == "python -m experiments.paper --smoke"
+        assert "Pass@4" in payload["table/pass@k"]
+        assert "python -m experiments.paper --smoke" in (tmp_path / "r" / name / "table.md").read_text()
+    assert (tmp_path / "r" / "sft_passn" / "frontier.png").stat().st_size > 1000
+    table = (tmp_path / "r" / "sft_passn" / "table.md").read_text()
+    assert "| CE T=2 |" in table and "| Pass@4 − CE |" in table

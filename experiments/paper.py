@@ -1,0 +1,399 @@
+r"""Reproduce the paper's SFT and RL tables at CPU scale: every branch, every seed, one command.
+
+``sft`` (Tables 2 and 3): per seed, a CE warm-up on 2-digit multiplication, then from its final weights the
+branches CE / Pass@4 / Pass@16 / Pass@64 (Table 2) and Majority (N, k) = (8, 3), (16, 4), (64, 26) (Table 3),
+each with a fresh optimizer. ``rl`` (Tables 4 and 5): per seed, from the same warm-up, standard
+group-advantage RL against CAT Pass@N (log / raw, N = 4, 16), CAT Majority (raw / log, N = 4, 8) and
+PKPO pass@4::
+
+    python -m experiments.paper --study=sft --seeds=0,1,2      # Tables 2-3 -> results/sft_passn, sft_majority
+    python -m experiments.paper --study=rl --seeds=0,1,2       # Tables 4-5 -> results/rl
+    python -m experiments.paper --study=sft --smoke --workdir=/tmp/p --results=/tmp/r   # seconds
+
+Every phase resumes from ``--workdir`` (a finished phase is skipped), so an interrupted study is rerun with
+the same command. Each branch logs the exact held-out pass@k (teacher-forced, several temperatures) every
+two epochs; the reports use it for the two controls of EXPERIMENTS.md: the temperature sweep of CE and the
+early-stopping frontier (best CE checkpoint at matched pass@1). Headline numbers are the sampled unbiased
+estimators (500 held-out problems x 64 samples), mean ± SE across seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shlex
+import sys
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from experiments import common, rl, sft
+
+SFT_BRANCHES = {
+    "ce": "CE",
+    "passn4": "Pass@4",
+    "passn16": "Pass@16",
+    "passn64": "Pass@64",
+    "maj8_3": "Maj (8, 3)",
+    "maj16_4": "Maj (16, 4)",
+    "maj64_26": "Maj (64, 26)",
+}
+TABLE2 = ("ce", "passn4", "passn16", "passn64")
+TABLE3 = ("ce", "maj8_3", "maj16_4", "maj64_26")
+RL_BRANCHES = {
+    "standard": "Standard",
+    "passn4_log": "Pass@4 log",
+    "passn4_raw": "Pass@4 raw",
+    "passn16_log": "Pass@16 log",
+    "passn16_raw": "Pass@16 raw",
+    "maj4_raw": "Maj@4 raw",
+    "maj4_log": "Maj@4 log",
+    "maj8_raw": "Maj@8 raw",
+    "maj8_log": "Maj@8 log",
+    "pkpo4": "PKPO pass@4",
+}
+STEPS_PER_EPOCH = 31  # 4,000 training problems / batch 128
+WARMUP = {"epochs": 30.0, "curve_every": 5 * STEPS_PER_EPOCH}
+BRANCH = {"epochs": 15.0, "curve_every": 2 * STEPS_PER_EPOCH}
+RL = {"steps": 100}
+KS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _phase(module, spec: str, overrides: dict, workdir: pathlib.Path, smoke: bool) -> dict:
+    """Run one phase unless its ``results.json`` exists (then just read it)."""
+    done = workdir / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if smoke:
+        spec += ",smoke"
+        overrides = {k: v for k, v in overrides.items() if k not in ("epochs", "steps")}
+        overrides["curve_every"] = 2 if "curve_every" in overrides else None
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+    t0 = time.perf_counter()
+    report = module.run(common.load_config(spec, {"progress": False, **overrides}), str(workdir))
+    if report.get("preempted"):
+        raise SystemExit(
+            f"{workdir} was interrupted at step {report['step']}; rerun the same command to resume"
+        )
+    logging.warning("%s done in %.0f s", workdir, time.perf_counter() - t0)
+    return report
+
+
+def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
+    warm = root / "sft" / f"seed{seed}" / "warmup"
+    _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
+    for branch in SFT_BRANCHES:
+        overrides = {**BRANCH, "seed": seed, "init_from": str(warm)}
+        _phase(sft, f"configs/sft/arith.py:{branch}", overrides, root / "sft" / f"seed{seed}" / branch, smoke)
+
+
+def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
+    warm = root / "sft" / f"seed{seed}" / "warmup"
+    _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
+    for branch in RL_BRANCHES:
+        overrides = {**RL, "seed": seed, "init_from": str(warm)}
+        _phase(rl, f"configs/rl/arith.py:{branch}", overrides, root / "rl" / f"seed{seed}" / branch, smoke)
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _load(root: pathlib.Path, study: str, seeds, branches) -> dict[str, list[dict]]:
+    """``branch -> [results.json per seed]`` for the finished runs (every seed must be there)."""
+    out = {}
+    for branch in branches:
+        files = [root / study / f"seed{s}" / branch / "results.json" for s in seeds]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"unfinished runs (rerun the study): {missing}")
+        out[branch] = [json.loads(f.read_text()) for f in files]
+    return out
+
+
+def _curve_log(workdir: pathlib.Path) -> list[dict]:
+    return [
+        r
+        for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+        if "eval/T1/log_p" in r
+    ]
+
+
+def _across_seeds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over axis 0 (seeds); SE is NaN for one seed."""
+    values = np.asarray(values, np.float64)
+    se = (
+        values.std(axis=0, ddof=1) / np.sqrt(len(values))
+        if len(values) > 1
+        else np.full(values.shape[1:], np.nan)
+    )
+    return values.mean(axis=0), se
+
+
+def _cell(mean: float, se: float, scale: float = 100.0) -> str:
+    return f"{mean * scale:.1f} ± {se * scale:.1f}" if np.isfinite(se) else f"{mean * scale:.1f}"
+
+
+def _table(rows: dict[str, tuple[np.ndarray, np.ndarray]], ks, *, first: str = "model") -> str:
+    lines = [f"| {first} | " + " | ".join(f"@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    for name, (mean, se) in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(m, s) for m, s in zip(mean, se, strict=True)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _metric_rows(runs: dict[str, list[dict]], names: dict[str, str], metric: str) -> dict:
+    rows = {}
+    for branch, reports in runs.items():
+        per_seed = np.array([r["eval"][metric]["mean"] for r in reports])
+        rows[names[branch]] = _across_seeds(per_seed)
+    return rows
+
+
+def _paired(runs: dict[str, list[dict]], names, metric: str, base: str, ks_idx) -> dict:
+    """CAT minus the baseline, paired by seed (same warm-up), mean ± SE across seeds."""
+    ref = np.array([r["eval"][metric]["mean"] for r in runs[base]])
+    rows = {}
+    for branch, reports in runs.items():
+        if branch == base:
+            continue
+        diff = np.array([r["eval"][metric]["mean"] for r in reports]) - ref
+        mean, se = _across_seeds(diff[:, ks_idx])
+        rows[f"{names[branch]} − {names[base]}"] = (mean, se)
+    return rows
+
+
+def _save_fig(fig: Figure, path: pathlib.Path, command: str) -> None:
+    fig.savefig(path, dpi=120, metadata={"Description": f"made by: {command}"})
+
+
+def _plot_curves(rows: dict, ks, ylabel: str, path: pathlib.Path, command: str) -> None:
+    fig = Figure(figsize=(5.5, 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, (mean, se) in rows.items():
+        m, s = mean * 100, np.nan_to_num(se) * 100
+        (line,) = ax.plot(ks, m, marker="o", markersize=3, label=label)
+        ax.fill_between(ks, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel(f"{ylabel} (%), mean ± SE over seeds")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_fig(fig, path, command)
+
+
+def _frontier(
+    root: pathlib.Path, seeds, runs: dict[str, list[dict]], names, command: str, out: pathlib.Path, big
+):
+    """Early-stopping x temperature frontier of CE (exact metric) against each CAT branch's final model.
+
+    For every CE checkpoint (every 2 epochs) and temperature, the exact held-out pass@1 and pass@k; a CAT
+    branch "beats the frontier" at k when its exact pass@k exceeds every CE point whose pass@1 is at least
+    the CAT model's pass@1 (matched or better single-sample accuracy).
+    """
+    temps = [0.8, 1.0, 1.25, 1.5, 2.0]
+    result, fig = {}, Figure(figsize=(9, 3.8))
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    for ax, k in zip(axes, big, strict=True):
+        for s_i, seed in enumerate(seeds):
+            ce = _curve_log(root / "sft" / f"seed{seed}" / "ce")
+            pts = np.array(
+                [[r[f"eval/T{t:g}/pass@1"], r[f"eval/T{t:g}/pass@{k}"]] for r in ce for t in temps]
+            )
+            ax.scatter(
+                pts[:, 0] * 100, pts[:, 1] * 100, s=6, c="0.6", label="CE ckpt × T" if s_i == 0 else None
+            )
+            for j, branch in enumerate(b for b in runs if b != "ce"):
+                last = _curve_log(root / "sft" / f"seed{seed}" / branch)[-1]
+                p1, pk = last["eval/T1/pass@1"], last[f"eval/T1/pass@{k}"]
+                matched = pts[pts[:, 0] >= p1, 1]
+                best_ce = float(matched.max()) if len(matched) else float("nan")
+                rec = result.setdefault(branch, {}).setdefault(f"pass@{k}", [])
+                rec.append({"seed": seed, "cat_pass@1": p1, "cat": pk, "best_ce_at_matched_pass@1": best_ce})
+                ax.scatter(
+                    [p1 * 100],
+                    [pk * 100],
+                    marker="*",
+                    s=60,
+                    color=f"C{j}",
+                    label=names[branch] if s_i == 0 else None,
+                )
+        ax.set_xlabel("exact pass@1 (%)")
+        ax.set_ylabel(f"exact pass@{k} (%)")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_fig(fig, out / "frontier.png", command)
+    return result
+
+
+def _temperature_sweep(root: pathlib.Path, seeds, ks) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Exact pass@k of the final CE model at each temperature, mean ± SE over seeds."""
+    rows = {}
+    for t in (0.8, 1.0, 1.25, 1.5, 2.0):
+        per_seed = [
+            [_curve_log(root / "sft" / f"seed{s}" / "ce")[-1][f"eval/T{t:g}/pass@{k}"] for k in ks]
+            for s in seeds
+        ]
+        rows[f"CE T={t:g}"] = _across_seeds(np.array(per_seed))
+    return rows
+
+
+def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -> None:
+    """Write results/sft_passn (Table 2 analogue) and results/sft_majority (Table 3 analogue)."""
+    runs = _load(root, "sft", seeds, SFT_BRANCHES)
+    warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
+    ks = runs["ce"][0]["eval"]["pass@k"]["k"]
+    head = [ks.index(k) for k in (1, 16, 64) if k in ks]
+    big = tuple(k if k in ks else ks[-1] for k in (16, 64))  # smoke runs stop at small k
+    meta = {
+        "command": command,
+        "seeds": list(seeds),
+        "eval_problems": runs["ce"][0]["eval_problems"],
+        "eval_samples": runs["ce"][0]["eval_samples"],
+        "warmup": WARMUP,
+        "branch": BRANCH,
+        "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
+    }
+    for name, table, metric_main in (("sft_passn", TABLE2, "pass@k"), ("sft_majority", TABLE3, "maj@k")):
+        out = results / name
+        out.mkdir(parents=True, exist_ok=True)
+        sub = {b: runs[b] for b in table}
+        payload = {**meta, "branches": {b: [r["eval"] for r in rs] for b, rs in sub.items()}}
+        payload["warmup_eval"] = [r["eval"] for r in warm]
+        md = [
+            f"# {'Table 2' if name == 'sft_passn' else 'Table 3'} analogue at CPU scale\n\n",
+            f"Command: `{command}`\n\n",
+            f"{len(seeds)} seeds; {meta['eval_problems']} held-out problems x {meta['eval_samples']} "
+            "samples at T = 1; exact unbiased estimators; mean ± SE across seeds (each seed: its own "
+            "warm-up and branches).\n\n",
+        ]
+        for metric in (metric_main, "maj@k" if metric_main == "pass@k" else "pass@k"):
+            rows = {"warm-up": _across_seeds(np.array([r["eval"][metric]["mean"] for r in warm]))}
+            rows.update(_metric_rows(sub, SFT_BRANCHES, metric))
+            md += [f"## {metric} (%)\n\n", _table(rows, ks), "\n"]
+            diffs = _paired(sub, SFT_BRANCHES, metric, "ce", head)
+            md += [f"Paired by seed, {metric} difference (points) at k = 1, 16, 64:\n\n"]
+            md += [_table(diffs, [ks[i] for i in head], first="branch"), "\n"]
+            payload[f"table/{metric}"] = {
+                n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in rows.items()
+            }
+            payload[f"paired/{metric}"] = {
+                n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in diffs.items()
+            }
+            _plot_curves(rows, ks, metric, out / f"{metric.replace('@', '_at_')}.png", command)
+        if name == "sft_passn":
+            sweep = _temperature_sweep(root, seeds, [1, *big])
+            ours = {
+                SFT_BRANCHES[b]: _across_seeds(
+                    np.array(
+                        [
+                            [
+                                _curve_log(root / "sft" / f"seed{s}" / b)[-1][f"eval/T1/pass@{k}"]
+                                for k in (1, *big)
+                            ]
+                            for s in seeds
+                        ]
+                    )
+                )
+                for b in table
+            }
+            md += [
+                "## Control 1: temperature sweep of the final CE model (exact teacher-forced pass@k, %)\n\n",
+                _table({**sweep, **ours}, [1, *big]),
+                "\n",
+            ]
+            payload["temperature_sweep"] = {
+                n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in {**sweep, **ours}.items()
+            }
+            frontier = _frontier(root, seeds, sub, SFT_BRANCHES, command, out, big)
+            payload["frontier"] = frontier
+            md += [
+                "## Control 2: early-stopping x temperature frontier (exact pass@k, %)\n\n",
+                "Best CE point over every checkpoint (every 2 epochs of the branch) and temperature "
+                "{0.8, 1, 1.25, 1.5, 2} whose pass@1 is at least the CAT model's, against the CAT model; "
+                "mean over seeds (see frontier.png).\n\n",
+                "| branch | CAT pass@1 | CAT @16 | best CE @16 | CAT @64 | best CE @64 |\n",
+                "|---|---|---|---|---|---|\n",
+            ]
+            for branch, rec in frontier.items():
+                m = lambda key, kk, rec=rec: np.nanmean([r[key] for r in rec[f"pass@{kk}"]]) * 100
+                md.append(
+                    f"| {SFT_BRANCHES[branch]} | {m('cat_pass@1', big[0]):.1f} | {m('cat', big[0]):.1f} | "
+                    f"{m('best_ce_at_matched_pass@1', big[0]):.1f} | {m('cat', big[1]):.1f} | "
+                    f"{m('best_ce_at_matched_pass@1', big[1]):.1f} |\n"
+                )
+            md.append("\n")
+        md.append(
+            f"Plots: `{metric_main.replace('@', '_at_')}.png` and the other metric's png in this folder.\n"
+        )
+        (out / "table.md").write_text("".join(md))
+        common.write_json(out / "results.json", payload)
+
+
+def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -> None:
+    """Write results/rl (Tables 4 and 5 analogues)."""
+    runs = _load(root, "rl", seeds, RL_BRANCHES)
+    warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
+    ks = runs["standard"][0]["eval"]["pass@k"]["k"]
+    head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
+    out = results / "rl"
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": command,
+        "seeds": list(seeds),
+        "rl": RL,
+        "branches": {b: [r["eval"] for r in rs] for b, rs in runs.items()},
+        "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
+    }
+    md = [
+        "# Tables 4-5 analogue at CPU scale: CAT RL vs standard group-advantage RL\n\n",
+        f"Command: `{command}`\n\n",
+        f"{len(seeds)} seeds; every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps; "
+        "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
+    ]
+    for metric in ("pass@k", "maj@k"):
+        rows = {"warm-up": _across_seeds(np.array([r["eval"][metric]["mean"] for r in warm]))}
+        rows.update(_metric_rows(runs, RL_BRANCHES, metric))
+        diffs = _paired(runs, RL_BRANCHES, metric, "standard", head)
+        md += [f"## {metric} (%)\n\n", _table(rows, ks), "\n"]
+        md += ["Paired by seed, difference to standard RL (points) at k = 1, 4, 16, 64:\n\n"]
+        md += [_table(diffs, [ks[i] for i in head], first="branch"), "\n"]
+        payload[f"table/{metric}"] = {n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in rows.items()}
+        payload[f"paired/{metric}"] = {
+            n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in diffs.items()
+        }
+        _plot_curves(rows, ks, metric, out / f"{metric.replace('@', '_at_')}.png", command)
+    (out / "table.md").write_text("".join(md))
+    common.write_json(out / "results.json", payload)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
+    root, results = pathlib.Path(_WORKDIR.value), pathlib.Path(_RESULTS.value)
+    command = "python -m experiments.paper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    studies = {"sft": (run_sft, report_sft), "rl": (run_rl, report_rl)}
+    if _STUDY.value not in studies:
+        raise app.UsageError(f"--study must be one of {sorted(studies)}, got {_STUDY.value!r}")
+    run_fn, report_fn = studies[_STUDY.value]
+    if not _REPORT_ONLY.value:
+        for seed in seeds:
+            run_fn(root, seed, smoke=_SMOKE.value)
+    report_fn(root, seeds, results, command)
+    print(f"reports written under {results}")
+
+
+if __name__ == "__main__":
+    _STUDY = flags.DEFINE_string("study", "sft", "sft (Tables 2-3) or rl (Tables 4-5).")
+    _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds; each has its own warm-up.")
+    _WORKDIR = flags.DEFINE_string("workdir", "workdirs/paper", "Where every phase of every seed runs.")
+    _RESULTS = flags.DEFINE_string("results", "results", "Where the report folders go.")
+    _SMOKE = flags.DEFINE_bool("smoke", False, "Shrink every phase to seconds.")
+    _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the reports from finished runs.")
+    app.run(main)
