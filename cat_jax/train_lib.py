@@ -376,9 +376,15 @@ class MetricWriter:
             self._events = None
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.directory, self.path.name)
+
+
+def read_metrics(workdir: str | os.PathLike, filename: str = "metrics.jsonl") -> list[dict]:
+    """The JSON-lines log of a run, without side effects (a new :class:`MetricWriter` truncates it)."""
+    path = pathlib.Path(workdir) / filename
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _import_tensorboardx():

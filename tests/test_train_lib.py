@@ -225,7 +225,7 @@ def test_eval_fn_runs_at_start_every_k_and_end(tmp_path):
         eval_fn=eval_fn,
     )
     assert calls == [0, 2, 4, 5]
-    records = [r for r in tl.MetricWriter(tmp_path, resume_step=10**9).read() if "eval/w_norm" in r]
+    records = [r for r in tl.read_metrics(tmp_path) if "eval/w_norm" in r]
     assert [r["step"] for r in records] == [0, 2, 4, 5]
     with pytest.raises(ValueError, match="eval_fn"):
         tl.train_loop(fresh_state(), STEP, batches, num_steps=1, workdir=tmp_path / "b", eval_every=1)
@@ -300,7 +300,7 @@ def test_tensorboard_scalars_match_jsonl_and_resume_purges_duplicates(tmp_path):
     for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(a, b)
 
-    logs = {d: tl.MetricWriter(tmp_path / d, resume_step=10**9).read() for d in "abc"}
+    logs = {d: tl.read_metrics(tmp_path / d) for d in "abc"}
     assert [r["step"] for r in logs["a"]] == [0, 1, 2, 2, 3, 4, 4, 5, 6, 6]  # eval records at 0, 2, 4, 6
     assert logs["a"] == logs["b"] == logs["c"]
 
