@@ -225,26 +225,28 @@ def _sample(
     n, steps = num_samples, max_new_tokens
     rows = _prefill_rows(b, p)
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32)[None], (rows, p))
-    # The model sees a flat batch of B*N rows (prompt-major); outputs are reshaped back to [B, N, ...].
-    # Only the cache's structure, dtypes and slot count are used: the loop's cache starts empty (a slot is
-    # never visible before it is written: prefill writes slots < p, step i writes slot length - 1 + i).
-    cache = jax.tree.map(lambda x: jnp.zeros((b * n, *x.shape[1:]), x.dtype), cache)
+    empty = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape[1:-2], p, x.shape[-1]), x.dtype), cache)
 
-    def prefill(c, cache):
+    def prefill(c, head):
         # Rows [c * rows, (c + 1) * rows) into an empty p-slot cache, so attention is p x p, not p x size.
         # The logits are unused (the loop re-feeds each prompt's last token), so XLA drops the LM head over
-        # the prompt positions. The prefilled slots are copied to the N sample rows of each prompt.
-        empty = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape[1:-2], p, x.shape[-1]), x.dtype), cache)
-        _, head = apply(params, jax.lax.dynamic_slice_in_dim(prompts, c * rows, rows), positions, empty)
-        return jax.tree.map(
-            lambda x, h: jax.lax.dynamic_update_slice_in_dim(
-                x, jnp.repeat(h, n, axis=0), c * rows * n, axis=0
-            ),
-            cache,
-            head,
-        )
+        # the prompt positions.
+        _, part = apply(params, jax.lax.dynamic_slice_in_dim(prompts, c * rows, rows), positions, empty)
+        return jax.tree.map(lambda h, x: jax.lax.dynamic_update_slice_in_dim(h, x, c * rows, 0), head, part)
 
-    cache = jax.lax.fori_loop(0, b // rows, prefill, cache)
+    head = jax.tree.map(lambda x: jnp.zeros((b, *x.shape[1:]), x.dtype), empty)
+    head = jax.lax.fori_loop(0, b // rows, prefill, head)
+    # The model sees a flat batch of B*N rows (prompt-major); outputs are reshaped back to [B, N, ...].
+    # The N sample rows of a prompt share its prefilled slots; the later slots start empty. Only the input
+    # cache's structure, dtypes and slot count are used (a slot is never visible before it is written:
+    # prefill writes slots < p, step i writes slot length - 1 + i).
+    cache = jax.tree.map(
+        lambda x, h: jnp.pad(
+            jnp.repeat(h, n, axis=0), [(0, 0)] * (x.ndim - 2) + [(0, x.shape[-2] - p), (0, 0)]
+        ),
+        cache,
+        head,
+    )
     last = jnp.take_along_axis(prompts, (lengths - 1)[:, None], axis=1)[:, 0]
     tok0 = jnp.repeat(last, n)
     pos = jnp.repeat(lengths - 1, n)
