@@ -242,7 +242,8 @@ def main() -> None:
         "shared cache) vs HF `num_return_sequences`. Time to first sample is the first call of a shape, "
         "compile included; the prefill matmul fraction is the matmul FLOP/s of "
         "`sample(..., max_new_tokens=1)` (the prefill plus the step that samples the first token) over the "
-        "measured peak.",
+        "measured peak. Where the time goes: `results/benchmarks/sampler_profile.md` "
+        "(`python -m benchmarks.sampler_profile`).",
         *sections,
     ]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -1,0 +1,143 @@
+"""Where the sampler's time goes: per-op XLA:CPU profile of ``sampling.sample``, grouped by role.
+
+Run: ``.venv/bin/python -m benchmarks.sampler_profile`` (pinned to one core, like ``benchmarks.sampler``;
+~3 minutes for the default ``--runs tiny:64,tiny:256,5M:256``; ``--out FILE`` also writes markdown). Traces
+``--calls`` sampler calls with ``jax.profiler``, takes each XLA op's median duration times its count per call
+(robust to load spikes on a shared machine), maps ops to the jax code that produced them through the compiled
+HLO's metadata, and prints the groups: prefill (with the loop cache's initialisation), decode matmuls, decode
+attention einsums, LM head with sampling (log-softmax, the CDF cumsum), and the rest of the decode step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import statistics
+import tempfile
+
+
+def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
+    """Seconds per call of each group, from a perfetto trace and the compiled HLO text."""
+    durations = collections.defaultdict(list)
+    for e in trace_json["traceEvents"] if isinstance(trace_json, dict) else trace_json:
+        if e.get("ph") == "X":
+            durations[e["name"]].append(e.get("dur", 0) * 1e-6)
+    computations, current, ops = {}, None, {}
+    for line in hlo.splitlines():
+        head = re.match(r"^%?([\w.\-]+) \(", line)
+        if head:
+            current = computations.setdefault(head.group(1), [])
+            continue
+        if current is not None:
+            current.append(line)
+        op = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = .*?(?:calls=%([\w.\-]+))?", line)
+        if op:
+            ops[op.group(1)] = line
+    out = collections.Counter()
+    for name, ds in durations.items():
+        if name not in ops:
+            continue
+        line = ops[name]
+        called = re.search(r"calls=%([\w.\-]+)", line)
+        names = re.findall(r'op_name="([^"]+)"', line)
+        if not names and called:
+            names = re.findall(r'op_name="([^"]+)"', "\n".join(computations.get(called.group(1), [])))
+        where = names[-1] if names else ""
+        if "while/body" not in where or "closed_call" in where:
+            group = "prefill (with the loop cache's initialisation)"
+        elif "bkgd,bksd" in where or "bkgs,bksd" in where:
+            group = "decode attention einsums"
+        elif "log_softmax" in where or "reduce-window" in name or "/exp" in where or "convert" in where:
+            group = "LM head and sampling (log-softmax, CDF cumsum)"
+        elif "dot_general" in where:
+            group = "decode matmuls (projections, MLP)"
+        else:
+            group = "rest of the decode step (norms, RoPE, masks, softmax, cache writes)"
+        out[group] += min(statistics.median(ds) * len(ds) / calls, sum(ds) / calls)
+    return dict(out)
+
+
+def profile(spec: str, calls: int, libs) -> list[str]:
+    """Markdown lines for one ``model:batch`` profile."""
+    jax, jnp, np, MODELS, NEW, PROMPT, sampling, llama = libs
+    name, b = spec.split(":")
+    m, b = MODELS[name], int(b)
+    config = llama.LlamaConfig(
+        m["vocab_size"],
+        m["hidden_size"],
+        m["intermediate_size"],
+        m["num_hidden_layers"],
+        m["num_attention_heads"],
+        m["num_key_value_heads"],
+    )
+    graphdef, params = llama.init(config, jax.random.key(0))
+    prompts = jnp.asarray(np.random.default_rng(b).integers(0, config.vocab_size, (b, PROMPT)), jnp.int32)
+    args = (llama.decoder(graphdef), params, llama.init_cache(config, b, PROMPT + NEW), prompts)
+    args += (jnp.full((b,), PROMPT, jnp.int32),)
+    kw = dict(num_samples=1, max_new_tokens=NEW, strategy=sampling.Temperature(1.0))
+
+    def call():
+        return sampling.sample(*args, jax.random.key(0), **kw).tokens.block_until_ready()
+
+    call()
+    call()
+    hlo = sampling._sample.lower(*args, jax.random.key(0), **kw, stop_tokens=(), pad_id=0).compile().as_text()
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            for _ in range(calls):
+                call()
+        (path,) = glob.glob(f"{d}/plugins/profile/*/perfetto_trace.json.gz")
+        trace_json = json.load(gzip.open(path))
+    g = groups(trace_json, hlo, calls)
+    total = sum(g.values())
+    lines = [
+        f"- **{name}, batch {b}** (prompt {PROMPT}, {NEW} new tokens): {total * 1e3:.1f} ms of ops per call"
+    ]
+    for group, t in sorted(g.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  - {t * 1e3:.1f} ms ({100 * t / total:.0f}%) {group}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", default="tiny:64,tiny:256,5M:256", help="model:batch,...")
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--out", default=None, help="also write the profile as markdown here")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks.sampler import MODELS, NEW, PROMPT
+    from cat_jax import sampling
+    from cat_jax.models import llama
+
+    libs = (jax, jnp, np, MODELS, NEW, PROMPT, sampling, llama)
+    lines = []
+    for spec in args.runs.split(","):
+        lines += profile(spec, args.calls, libs)
+        print("\n".join(lines[-6:]), flush=True)
+    if args.out:
+        command = f".venv/bin/python -m benchmarks.sampler_profile --runs {args.runs} --calls {args.calls}"
+        head = [
+            "# Where the sampler's time goes (XLA:CPU profile)",
+            "",
+            f"Command: `{command} --out {args.out}`; pinned to one core, float32, temperature 1, the "
+            "models of `benchmarks/sampler.py` with random weights. Per XLA op: median duration x count per "
+            f"call over {args.calls} traced calls (robust to load spikes on the shared machine; load average "
+            f"{os.getloadavg()[0]:.1f} at the end), grouped by the jax code that emitted it.",
+            "",
+        ]
+        with open(args.out, "w") as f:
+            f.write("\n".join(head + lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
