@@ -212,10 +212,10 @@ def diagnose_model(apply, model_cfg, params, data, *, problems: int, ns, tempera
             answer_len=answer_len,
         )
         dist, raw_invalid = answer_distribution(jax.device_get(log_p))
-        answer = tok.decode(data.eval_targets[i, : answer_len + 1])
+        answer = tok.decode(data.eval_targets[i, : answer_len + 1].tolist())
         target = int(answer)
         rec = {
-            "prompt": tok.decode(data.eval_prompts[i, 1:length]),
+            "prompt": tok.decode(data.eval_prompts[i, 1:length].tolist()),
             "answer": answer,
             "p_target": float(dist[target]),
             "p_invalid": float(dist[-1]),
