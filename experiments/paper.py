@@ -55,6 +55,8 @@ RL_BRANCHES = {
     "maj8_log": "Maj@8 log",
     "pkpo4": "PKPO pass@4",
 }
+# Every RL branch runs on the first --rl_full_seeds seeds, the headline ones on every seed (CPU budget).
+RL_HEADLINE = ("standard", "passn4_log", "passn16_log", "maj4_raw", "pkpo4")
 STEPS_PER_EPOCH = 31  # 4,000 training problems / batch 128
 WARMUP = {"epochs": 30.0, "curve_every": 5 * STEPS_PER_EPOCH}
 BRANCH = {"epochs": 15.0, "curve_every": 2 * STEPS_PER_EPOCH}
@@ -90,10 +92,10 @@ def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
         _phase(sft, f"configs/sft/arith.py:{branch}", overrides, root / "sft" / f"seed{seed}" / branch, smoke)
 
 
-def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
+def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True) -> None:
     warm = root / "sft" / f"seed{seed}" / "warmup"
     _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
-    for branch in RL_BRANCHES:
+    for branch in RL_BRANCHES if full else RL_HEADLINE:
         overrides = {**RL, "seed": seed, "init_from": str(warm)}
         _phase(rl, f"configs/rl/arith.py:{branch}", overrides, root / "rl" / f"seed{seed}" / branch, smoke)
 
@@ -158,7 +160,8 @@ def _paired(runs: dict[str, list[dict]], names, metric: str, base: str, ks_idx) 
     for branch, reports in runs.items():
         if branch == base:
             continue
-        diff = np.array([r["eval"][metric]["mean"] for r in reports]) - ref
+        # A branch run on fewer seeds ran on the first ones (the seed lists are prefixes of each other).
+        diff = np.array([r["eval"][metric]["mean"] for r in reports]) - ref[: len(reports)]
         mean, se = _across_seeds(diff[:, ks_idx])
         rows[f"{names[branch]} − {names[base]}"] = (mean, se)
     return rows
@@ -335,9 +338,12 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
         common.write_json(out / "results.json", payload)
 
 
-def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -> None:
-    """Write results/rl (Tables 4 and 5 analogues)."""
-    runs = _load(root, "rl", seeds, RL_BRANCHES)
+def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str, full_seeds: int = 1) -> None:
+    """Write results/rl (Tables 4 and 5 analogues): every branch on the first ``full_seeds`` seeds."""
+    runs = {}
+    for branch in RL_BRANCHES:
+        runs.update(_load(root, "rl", seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch]))
+    names = {b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})" for b, n in RL_BRANCHES.items()}
     warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
@@ -353,13 +359,14 @@ def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str) ->
     md = [
         "# Tables 4-5 analogue at CPU scale: CAT RL vs standard group-advantage RL\n\n",
         f"Command: `{command}`\n\n",
-        f"{len(seeds)} seeds; every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps; "
-        "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
+        f"Seeds {list(seeds)} for the headline branches, the first {full_seeds} for the others (CPU "
+        f"budget); every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps of 32 prompts x "
+        "8 rollouts; evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
     ]
     for metric in ("pass@k", "maj@k"):
         rows = {"warm-up": _across_seeds(np.array([r["eval"][metric]["mean"] for r in warm]))}
-        rows.update(_metric_rows(runs, RL_BRANCHES, metric))
-        diffs = _paired(runs, RL_BRANCHES, metric, "standard", head)
+        rows.update(_metric_rows(runs, names, metric))
+        diffs = _paired(runs, names, metric, "standard", head)
         md += [f"## {metric} (%)\n\n", _table(rows, ks), "\n"]
         md += ["Paired by seed, difference to standard RL (points) at k = 1, 4, 16, 64:\n\n"]
         md += [_table(diffs, [ks[i] for i in head], first="branch"), "\n"]
@@ -383,9 +390,11 @@ def main(argv):
         raise app.UsageError(f"--study must be one of {sorted(studies)}, got {_STUDY.value!r}")
     run_fn, report_fn = studies[_STUDY.value]
     if not _REPORT_ONLY.value:
-        for seed in seeds:
-            run_fn(root, seed, smoke=_SMOKE.value)
-    report_fn(root, seeds, results, command)
+        for i, seed in enumerate(seeds):
+            extra = {"full": i < _RL_FULL_SEEDS.value} if _STUDY.value == "rl" else {}
+            run_fn(root, seed, smoke=_SMOKE.value, **extra)
+    extra = {"full_seeds": _RL_FULL_SEEDS.value} if _STUDY.value == "rl" else {}
+    report_fn(root, seeds, results, command, **extra)
     print(f"reports written under {results}")
 
 
@@ -395,5 +404,10 @@ if __name__ == "__main__":
     _WORKDIR = flags.DEFINE_string("workdir", "workdirs/paper", "Where every phase of every seed runs.")
     _RESULTS = flags.DEFINE_string("results", "results", "Where the report folders go.")
     _SMOKE = flags.DEFINE_bool("smoke", False, "Shrink every phase to seconds.")
+    _RL_FULL_SEEDS = flags.DEFINE_integer(
+        "rl_full_seeds",
+        1,
+        "RL: how many of the first seeds run every branch (the rest run the headline ones).",
+    )
     _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the reports from finished runs.")
     app.run(main)
