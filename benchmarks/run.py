@@ -1,7 +1,7 @@
 """Run every benchmark in benchmarks/ and write one report of ratios: results/benchmarks/README.md.
 
-Run: ``.venv/bin/python -m benchmarks.run`` (full sizes, ~15 minutes on 2 cores; rewrites the per-benchmark
-``results/benchmarks/*.md`` and the README). ``--quick`` runs smaller sizes and writes everything under
+Run: ``.venv/bin/python -m benchmarks.run`` (full sizes, 8 minutes on the shared 2-core box; rewrites the
+per-benchmark ``results/benchmarks/*.md`` and the README). ``--quick`` runs smaller sizes and writes under
 ``--out-dir`` (default: a fresh temporary directory), so committed results are never replaced by quick ones.
 ``--only estimators,sampler`` picks benchmarks.
 
