@@ -308,8 +308,8 @@ def main(argv=None) -> int:
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()}, jax {jax.__version__}, backend "
         f"{jax.default_backend()} (1 device), google-tunix {tunix_version}. Shared machine: repetitions "
         f"interleave cat_jax, Tunix, cat_jax, ...; medians of {args.repeats}. XLA_FLAGS "
-        f"`{os.environ.get('XLA_FLAGS', '').strip()}` (single-threaded XLA, as every benchmark here: "
-        f"set by `benchmarks.sampler` on import). Load average (1 min) at start / end: {load_start:.1f} / "
+        f"`{os.environ.get('XLA_FLAGS', '').strip()}`, no core pinning: both sides (both JAX) share every "
+        f"core. Load average (1 min) at start / end: {load_start:.1f} / "
         f"{load_end:.1f} on {os.cpu_count()} cores: single timings swing, compare interleaved ratios.",
         f"Model: Llama (RMSNorm, RoPE, SwiGLU, untied head), d_model {D}, {LAYERS} layers, {HEADS} heads of "
         f"{HEAD_DIM}, MLP {FF}, vocab {VOCAB}, float32, each side initialised by its own code. Batch: {B} "
