@@ -92,12 +92,18 @@ def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
         _phase(sft, f"configs/sft/arith.py:{branch}", overrides, root / "sft" / f"seed{seed}" / branch, smoke)
 
 
-def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True) -> None:
+def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True, lr: float = 0.0) -> None:
     warm = root / "sft" / f"seed{seed}" / "warmup"
     _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
     for branch in RL_BRANCHES if full else RL_HEADLINE:
-        overrides = {**RL, "seed": seed, "init_from": str(warm)}
-        _phase(rl, f"configs/rl/arith.py:{branch}", overrides, root / "rl" / f"seed{seed}" / branch, smoke)
+        overrides = {**RL, "seed": seed, "init_from": str(warm), **({"opt.lr": lr} if lr else {})}
+        out = root / _rl_name(lr) / f"seed{seed}" / branch
+        _phase(rl, f"configs/rl/arith.py:{branch}", overrides, out, smoke)
+
+
+def _rl_name(lr: float) -> str:
+    """``rl`` for the config's learning rate, ``rl_lr<lr>`` for an override (its own workdir and report)."""
+    return f"rl_lr{lr:g}" if lr else "rl"
 
 
 # ----------------------------------------------------------------------------- reports
@@ -338,21 +344,27 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
         common.write_json(out / "results.json", payload)
 
 
-def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str, full_seeds: int = 1) -> None:
+def report_rl(
+    root: pathlib.Path, seeds, results: pathlib.Path, command: str, full_seeds: int = 1, lr: float = 0.0
+) -> None:
     """Write results/rl (Tables 4 and 5 analogues): every branch on the first ``full_seeds`` seeds."""
     runs = {}
     for branch in RL_BRANCHES:
-        runs.update(_load(root, "rl", seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch]))
+        if full_seeds == 0 and branch not in RL_HEADLINE:
+            continue
+        runs.update(
+            _load(root, _rl_name(lr), seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch])
+        )
     names = {b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})" for b, n in RL_BRANCHES.items()}
     warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
-    out = results / "rl"
+    out = results / _rl_name(lr)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": command,
         "seeds": list(seeds),
-        "rl": RL,
+        "rl": {**RL, "lr": lr or "config default (configs/rl/arith.py)"},
         "branches": {b: [r["eval"] for r in rs] for b, rs in runs.items()},
         "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
     }
@@ -361,7 +373,8 @@ def report_rl(root: pathlib.Path, seeds, results: pathlib.Path, command: str, fu
         f"Command: `{command}`\n\n",
         f"Seeds {list(seeds)} for the headline branches, the first {full_seeds} for the others (CPU "
         f"budget); every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps of 32 prompts x "
-        "8 rollouts; evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
+        f"8 rollouts at learning rate {lr or 'of configs/rl/arith.py (1e-4)'}; "
+        "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
     ]
     for metric in ("pass@k", "maj@k"):
         rows = {"warm-up": _across_seeds(np.array([r["eval"][metric]["mean"] for r in warm]))}
@@ -391,9 +404,9 @@ def main(argv):
     run_fn, report_fn = studies[_STUDY.value]
     if not _REPORT_ONLY.value:
         for i, seed in enumerate(seeds):
-            extra = {"full": i < _RL_FULL_SEEDS.value} if _STUDY.value == "rl" else {}
+            extra = {"full": i < _RL_FULL_SEEDS.value, "lr": _RL_LR.value} if _STUDY.value == "rl" else {}
             run_fn(root, seed, smoke=_SMOKE.value, **extra)
-    extra = {"full_seeds": _RL_FULL_SEEDS.value} if _STUDY.value == "rl" else {}
+    extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value} if _STUDY.value == "rl" else {}
     report_fn(root, seeds, results, command, **extra)
     print(f"reports written under {results}")
 
@@ -408,6 +421,9 @@ if __name__ == "__main__":
         "rl_full_seeds",
         1,
         "RL: how many of the first seeds run every branch (the rest run the headline ones).",
+    )
+    _RL_LR = flags.DEFINE_float(
+        "rl_lr", 0.0, "RL: learning rate override (0 = the config's); own workdir/report."
     )
     _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the reports from finished runs.")
     app.run(main)
