@@ -169,7 +169,7 @@ def _paired(runs: dict[str, list[dict]], names, metric: str, base: str, ks_idx) 
         # A branch run on fewer seeds ran on the first ones (the seed lists are prefixes of each other).
         diff = np.array([r["eval"][metric]["mean"] for r in reports]) - ref[: len(reports)]
         mean, se = _across_seeds(diff[:, ks_idx])
-        rows[f"{names[branch]} − {names[base]}"] = (mean, se)
+        rows[f"{names[branch]} − {names[base].split(' (')[0]}"] = (mean, se)  # pairs on shared seeds
     return rows
 
 
@@ -355,7 +355,9 @@ def report_rl(
         runs.update(
             _load(root, _rl_name(lr), seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch])
         )
-    names = {b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})" for b, n in RL_BRANCHES.items()}
+    names = {
+        b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})" for b, n in RL_BRANCHES.items() if b in runs
+    }
     warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
@@ -371,8 +373,9 @@ def report_rl(
     md = [
         "# Tables 4-5 analogue at CPU scale: CAT RL vs standard group-advantage RL\n\n",
         f"Command: `{command}`\n\n",
-        f"Seeds {list(seeds)} for the headline branches, the first {full_seeds} for the others (CPU "
-        f"budget); every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps of 32 prompts x "
+        f"Seeds {list(seeds)} for the headline branches, "
+        + (f"the first {full_seeds} for the others (CPU budget)" if full_seeds else "no other branches")
+        + f"; every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps of 32 prompts x "
         f"8 rollouts at learning rate {lr or 'of configs/rl/arith.py (1e-4)'}; "
         "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
     ]
