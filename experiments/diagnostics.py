@@ -41,19 +41,10 @@ from matplotlib.figure import Figure
 from cat_jax import diagnostics, objectives
 from cat_jax.models import llama
 from cat_jax.tasks import arithmetic, tokenizers
-from experiments import common
+from experiments import common, paper
 
-BRANCHES = ("warmup", "ce", "passn4", "passn16", "passn64", "maj8_3", "maj16_4", "maj64_26")
-NAMES = {
-    "warmup": "CE warm-up",
-    "ce": "CE",
-    "passn4": "Pass@4",
-    "passn16": "Pass@16",
-    "passn64": "Pass@64",
-    "maj8_3": "Maj (8, 3)",
-    "maj16_4": "Maj (16, 4)",
-    "maj64_26": "Maj (64, 26)",
-}
+NAMES = {"warmup": "CE warm-up", **paper.SFT_BRANCHES}  # the SFT study's runs, in its order
+BRANCHES = tuple(NAMES)
 PASSN_NS = (1, 4, 16, 64)
 MAJORITY_NK = ((8, 3), (16, 4), (64, 26))
 # SPEC §3.6 (App. E), our independent computation: the table this script must reproduce.
