@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, rl, sharding, train_lib
+from cat_jax import evaluation, rl, sampling, sharding, train_lib
 from cat_jax.models import llama
 from cat_jax.tasks import arithmetic, tokenizers
 
@@ -255,7 +255,14 @@ def exact_pass_at_k(
     targets, tlens = getattr(data, f"{split}_targets"), getattr(data, f"{split}_target_lengths")
     log_p = np.asarray(
         _teacher_forced_log_p(
-            apply, params, prompts, lengths, targets, tlens, jnp.asarray(temperatures, jnp.float32)
+            apply,
+            params,
+            prompts,
+            lengths,
+            targets,
+            tlens,
+            jnp.asarray(temperatures, jnp.float32),
+            data.pad_id,
         )
     )  # [T, B]
     out = {}
@@ -269,27 +276,19 @@ def exact_pass_at_k(
     return out
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _teacher_forced_log_p(apply, params, prompts, lengths, targets, tlens, temperatures):
+@functools.partial(jax.jit, static_argnums=(0, 7))
+def _teacher_forced_log_p(apply, params, prompts, lengths, targets, tlens, temperatures, pad_id):
     """``[T, B]`` log-probability of ``targets[:tlens]`` after each right-padded prompt, per temperature."""
-    b, p = prompts.shape
-    t = targets.shape[1]
-    width = p + t
-    col = jnp.arange(width)[None, :]
-    # Place each target right after its prompt's last real token (prompts are right-padded).
-    tgt_idx = jnp.clip(col - lengths[:, None], 0, t - 1)
-    from_target = (col >= lengths[:, None]) & (col < (lengths + tlens)[:, None])
-    padded_prompts = jnp.pad(prompts, ((0, 0), (0, t)))
-    tokens = jnp.where(from_target, jnp.take_along_axis(targets, tgt_idx, axis=1), padded_prompts)
-    positions = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32)[None], (b, width))
-    logits, _ = apply(params, tokens.astype(jnp.int32), positions, None)
-    logits = logits[:, :-1].astype(jnp.float32)
-    nxt = tokens[:, 1:, None].astype(jnp.int32)
+    target_mask = jnp.arange(targets.shape[1])[None, :] < tlens[:, None]
+    tokens, mask = sampling.join(prompts, lengths, targets[:, None], target_mask[:, None], pad_id=pad_id)
+    tokens, mask = tokens[:, 0].astype(jnp.int32), mask[:, 0]
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32)[None], tokens.shape)
+    logits, _ = apply(params, tokens, positions, None)
+    logits = logits[:, :-1].astype(jnp.float32)  # one causal shift: logits at t - 1 score token t
 
     def at(temp):
-        logp = jax.nn.log_softmax(logits / temp, axis=-1)
-        picked = jnp.take_along_axis(logp, nxt, axis=-1)[..., 0]
-        return jnp.sum(jnp.where(from_target[:, 1:], picked, 0.0), axis=-1)
+        picked = jnp.take_along_axis(jax.nn.log_softmax(logits / temp, axis=-1), tokens[:, 1:, None], axis=-1)
+        return jnp.sum(jnp.where(mask[:, 1:], picked[..., 0], 0.0), axis=-1)
 
     return jax.vmap(at)(temperatures)
 

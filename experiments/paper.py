@@ -19,6 +19,7 @@ estimators (500 held-out problems x 64 samples), mean ± SE across seeds.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import shlex
@@ -30,6 +31,9 @@ from absl import app, flags, logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cat_jax import train_lib
+from cat_jax.operators import Curve
+from cat_jax.plotting import plot_scaling_curves
 from experiments import common, rl, sft
 
 SFT_BRANCHES = {
@@ -71,9 +75,9 @@ def _phase(module, spec: str, overrides: dict, workdir: pathlib.Path, smoke: boo
         return json.loads(done.read_text())
     if smoke:
         spec += ",smoke"
-        overrides = {k: v for k, v in overrides.items() if k not in ("epochs", "steps")}
-        overrides["curve_every"] = 2 if "curve_every" in overrides else None
-        overrides = {k: v for k, v in overrides.items() if v is not None}
+        # The smoke configs' own lengths; learning curves every 2 steps where the phase logs them.
+        skip = ("epochs", "steps")
+        overrides = {k: 2 if k == "curve_every" else v for k, v in overrides.items() if k not in skip}
     t0 = time.perf_counter()
     report = module.run(common.load_config(spec, {"progress": False, **overrides}), str(workdir))
     if report.get("preempted"):
@@ -121,12 +125,10 @@ def _load(root: pathlib.Path, study: str, seeds, branches) -> dict[str, list[dic
     return out
 
 
-def _curve_log(workdir: pathlib.Path) -> list[dict]:
-    return [
-        r
-        for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
-        if "eval/T1/log_p" in r
-    ]
+@functools.cache
+def _curve_log(workdir: pathlib.Path) -> tuple[dict, ...]:
+    """The exact held-out learning-curve records of a finished run (read once per report)."""
+    return tuple(r for r in train_lib.read_metrics(workdir) if "eval/T1/log_p" in r)
 
 
 def _across_seeds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,19 +180,9 @@ def _save_fig(fig: Figure, path: pathlib.Path, command: str) -> None:
 
 
 def _plot_curves(rows: dict, ks, ylabel: str, path: pathlib.Path, command: str) -> None:
-    fig = Figure(figsize=(5.5, 3.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for label, (mean, se) in rows.items():
-        m, s = mean * 100, np.nan_to_num(se) * 100
-        (line,) = ax.plot(ks, m, marker="o", markersize=3, label=label)
-        ax.fill_between(ks, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k (samples per problem)")
-    ax.set_ylabel(f"{ylabel} (%), mean ± SE over seeds")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    """Mean ± SE-across-seeds curves through the library's plot (a Curve needs no per-problem values here)."""
+    curves = {label: Curve(tuple(ks), None, mean, se) for label, (mean, se) in rows.items()}
+    fig = plot_scaling_curves(curves, ylabel=f"{ylabel} (%), mean ± SE over seeds", scale=100)
     _save_fig(fig, path, command)
 
 
