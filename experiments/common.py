@@ -321,6 +321,40 @@ class TaskData:
     eval_lengths: np.ndarray
     eval_targets: np.ndarray
     eval_target_lengths: np.ndarray
+    # Where the task's answers form a small finite set (modular_chain: every residue), all of them as
+    # ``[C, A]`` tokens (answer + EOS) and each train problem's answer index ``[N]``: exact plurality SFT
+    # enumerates them. None where the set is too large to enumerate per step (multiply: 10^4 answers).
+    answer_tokens: np.ndarray | None = None
+    train_answer_index: np.ndarray | None = None
+
+    def candidate_batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Exact-plurality SFT batch of train problems ``idx``: every candidate answer after each prompt.
+
+        ``candidate_tokens``/``candidate_labels`` ``[b, C, P + A]`` (labels -100 off the answer) and
+        ``target [b]``, the input of ``losses.make_plurality_sft_loss_fn``; row ``target`` of a problem
+        holds exactly its ``train_tokens`` sequence.
+        """
+        if self.answer_tokens is None or self.train_answer_index is None:
+            raise ValueError(
+                "this task does not enumerate its answers; objective.strategy='plurality' needs a task with "
+                "a small finite answer set (task.name='modular_chain')"
+            )
+        prompts, lens = self.train_prompts[idx], self.train_lengths[idx]
+        a = self.answer_tokens.shape[1]
+        width = prompts.shape[1] + a
+        pos = np.arange(width)[None, :]
+        rel = pos - lens[:, None]  # [b, L] position inside the answer
+        in_answer = ((rel >= 0) & (rel < a))[:, None, :]
+        answers = np.moveaxis(self.answer_tokens[:, np.clip(rel, 0, a - 1)], 0, 1)  # [b, C, L]
+        padded = np.full((len(idx), width), self.pad_id, np.int32)
+        padded[:, : prompts.shape[1]] = prompts
+        in_prompt = (pos < lens[:, None])[:, None, :]
+        tokens = np.where(in_prompt, padded[:, None, :], np.where(in_answer, answers, self.pad_id))
+        return {
+            "candidate_tokens": tokens.astype(np.int32),
+            "candidate_labels": np.where(in_answer, answers, tokenizers.IGNORE).astype(np.int32),
+            "target": self.train_answer_index[idx].astype(np.int32),
+        }
 
     def score(self, tokens: np.ndarray, mask: np.ndarray) -> evaluation.Scored:
         """Exact match of each completion (up to and including EOS) with its target, as in RL training."""
@@ -372,7 +406,14 @@ def _modular_chain(cfg: ml_collections.ConfigDict) -> TaskData:
         seed=int(cfg.seed),
     )
     train, held = arithmetic.split_problems(pool, int(cfg.num_train), int(cfg.num_eval), seed=int(cfg.seed))
-    return _answer_only(train, held, tokenizers.CharTokenizer(arithmetic.ALPHABETS["modular_chain"]))
+    tok = tokenizers.CharTokenizer(arithmetic.ALPHABETS["modular_chain"])
+    width = len(str(int(cfg.modulus) - 1))
+    answers = np.array([tok.encode(f"{v:0{width}d}", eos=True) for v in range(int(cfg.modulus))], np.int32)
+    return dataclasses.replace(
+        _answer_only(train, held, tok),
+        answer_tokens=answers,
+        train_answer_index=np.array([int(p.answer) for p in train], np.int32),
+    )
 
 
 def _answer_only(

@@ -4,9 +4,12 @@ r"""Reproduce the paper's SFT and RL tables at CPU scale: every branch, every se
 branches CE / Pass@4 / Pass@16 / Pass@64 (Table 2) and Majority (N, k) = (8, 3), (16, 4), (64, 26) (Table 3),
 each with a fresh optimizer. ``rl`` (Tables 4 and 5): per seed, from the same warm-up, standard
 group-advantage RL against CAT Pass@N (log / raw, N = 4, 16), CAT Majority (raw / log, N = 4, 8) and
-PKPO pass@4::
+PKPO pass@4. ``modchain`` (the second task family of EXPERIMENTS.md): the same protocol on modular chains
+with one-digit answers (configs/sft/modchain.py), whose ten-answer support also makes the exact plurality
+objective affordable as a branch::
 
     python -m experiments.paper --study=sft --seeds=0,1,2      # Tables 2-3 -> results/sft_passn, sft_majority
+    python -m experiments.paper --study=modchain --seeds=0,1,2 # second family -> results/sft_modchain
     python -m experiments.paper --study=rl --seeds=0,1,2       # Tables 4-5 -> results/rl
     python -m experiments.paper --study=sft --smoke --workdir=/tmp/p --results=/tmp/r   # seconds
 
@@ -47,6 +50,39 @@ SFT_BRANCHES = {
 }
 TABLE2 = ("ce", "passn4", "passn16", "passn64")
 TABLE3 = ("ce", "maj8_3", "maj16_4", "maj64_26")
+# The second task family (EXPERIMENTS.md control 3): one-digit answers, so exact plurality runs too.
+MODCHAIN_BRANCHES = {
+    "ce": "CE",
+    "passn4": "Pass@4",
+    "passn16": "Pass@16",
+    "maj8_3": "Maj (8, 3)",
+    "plur8": "Plurality 8",
+}
+# study -> (config file, branches, [(report folder, branches in it, main metric, title)], control budgets k)
+SFT_STUDIES = {
+    "sft": (
+        "configs/sft/arith.py",
+        SFT_BRANCHES,
+        [
+            ("sft_passn", TABLE2, "pass@k", "Table 2 analogue at CPU scale"),
+            ("sft_majority", TABLE3, "maj@k", "Table 3 analogue at CPU scale"),
+        ],
+        (16, 64),
+    ),
+    "modchain": (
+        "configs/sft/modchain.py",
+        MODCHAIN_BRANCHES,
+        [
+            (
+                "sft_modchain",
+                tuple(MODCHAIN_BRANCHES),
+                "maj@k",
+                "Second task family: Tables 2-3 analogue on modular chains (one-digit answers)",
+            )
+        ],
+        (4, 16),
+    ),
+}
 RL_BRANCHES = {
     "standard": "Standard",
     "passn4_log": "Pass@4 log",
@@ -88,26 +124,31 @@ def _phase(module, spec: str, overrides: dict, workdir: pathlib.Path, smoke: boo
     return report
 
 
-def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False) -> None:
-    warm = root / "sft" / f"seed{seed}" / "warmup"
-    _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
-    for branch in SFT_BRANCHES:
+def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False, study: str = "sft") -> None:
+    config, branches, _, _ = SFT_STUDIES[study]
+    warm = root / study / f"seed{seed}" / "warmup"
+    _phase(sft, f"{config}:warmup", {**WARMUP, "seed": seed}, warm, smoke)
+    for branch in branches:
         overrides = {**BRANCH, "seed": seed, "init_from": str(warm)}
-        _phase(sft, f"configs/sft/arith.py:{branch}", overrides, root / "sft" / f"seed{seed}" / branch, smoke)
+        _phase(sft, f"{config}:{branch}", overrides, root / study / f"seed{seed}" / branch, smoke)
 
 
-def run_rl(root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True, lr: float = 0.0) -> None:
+def run_rl(
+    root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True, lr: float = 0.0, steps: int = 0
+) -> None:
     warm = root / "sft" / f"seed{seed}" / "warmup"
     _phase(sft, "configs/sft/arith.py:warmup", {**WARMUP, "seed": seed}, warm, smoke)
     for branch in RL_BRANCHES if full else RL_HEADLINE:
         overrides = {**RL, "seed": seed, "init_from": str(warm), **({"opt.lr": lr} if lr else {})}
-        out = root / _rl_name(lr) / f"seed{seed}" / branch
+        overrides["steps"] = steps or RL["steps"]
+        out = root / _rl_name(lr, steps) / f"seed{seed}" / branch
         _phase(rl, f"configs/rl/arith.py:{branch}", overrides, out, smoke)
 
 
-def _rl_name(lr: float) -> str:
-    """``rl`` for the config's learning rate, ``rl_lr<lr>`` for an override (its own workdir and report)."""
-    return f"rl_lr{lr:g}" if lr else "rl"
+def _rl_name(lr: float, steps: int = 0) -> str:
+    """``rl`` for the config's learning rate and RL["steps"]; ``rl_lr<lr>``, ``_steps<n>`` for overrides."""
+    name = f"rl_lr{lr:g}" if lr else "rl"
+    return f"{name}_steps{steps}" if steps and steps != RL["steps"] else name
 
 
 # ----------------------------------------------------------------------------- reports
@@ -187,7 +228,7 @@ def _plot_curves(rows: dict, ks, ylabel: str, path: pathlib.Path, command: str) 
 
 
 def _frontier(
-    root: pathlib.Path, seeds, runs: dict[str, list[dict]], names, command: str, out: pathlib.Path, big
+    root: pathlib.Path, seeds, runs: dict[str, list[dict]], names, command: str, out: pathlib.Path, big, study
 ):
     """Early-stopping x temperature frontier of CE (exact metric) against each CAT branch's final model.
 
@@ -201,7 +242,7 @@ def _frontier(
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     for ax, k in zip(axes, big, strict=True):
         for s_i, seed in enumerate(seeds):
-            ce = _curve_log(root / "sft" / f"seed{seed}" / "ce")
+            ce = _curve_log(root / study / f"seed{seed}" / "ce")
             pts = np.array(
                 [[r[f"eval/T{t:g}/pass@1"], r[f"eval/T{t:g}/pass@{k}"]] for r in ce for t in temps]
             )
@@ -209,7 +250,7 @@ def _frontier(
                 pts[:, 0] * 100, pts[:, 1] * 100, s=6, c="0.6", label="CE ckpt × T" if s_i == 0 else None
             )
             for j, branch in enumerate(b for b in runs if b != "ce"):
-                last = _curve_log(root / "sft" / f"seed{seed}" / branch)[-1]
+                last = _curve_log(root / study / f"seed{seed}" / branch)[-1]
                 p1, pk = last["eval/T1/pass@1"], last[f"eval/T1/pass@{k}"]
                 matched = pts[pts[:, 0] >= p1, 1]
                 best_ce = float(matched.max()) if len(matched) else float("nan")
@@ -232,25 +273,27 @@ def _frontier(
     return result
 
 
-def _temperature_sweep(root: pathlib.Path, seeds, ks) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _temperature_sweep(root: pathlib.Path, seeds, ks, study) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Exact pass@k of the final CE model at each temperature, mean ± SE over seeds."""
     rows = {}
     for t in (0.8, 1.0, 1.25, 1.5, 2.0):
         per_seed = [
-            [_curve_log(root / "sft" / f"seed{s}" / "ce")[-1][f"eval/T{t:g}/pass@{k}"] for k in ks]
+            [_curve_log(root / study / f"seed{s}" / "ce")[-1][f"eval/T{t:g}/pass@{k}"] for k in ks]
             for s in seeds
         ]
         rows[f"CE T={t:g}"] = _across_seeds(np.array(per_seed))
     return rows
 
 
-def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -> None:
-    """Write results/sft_passn (Table 2 analogue) and results/sft_majority (Table 3 analogue)."""
-    runs = _load(root, "sft", seeds, SFT_BRANCHES)
-    warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
+def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str, study: str = "sft") -> None:
+    """Write the study's reports: ``sft`` -> results/sft_passn (Table 2 analogue) and results/sft_majority
+    (Table 3 analogue); ``modchain`` -> results/sft_modchain (the second task family)."""
+    _, branches, reports, control_ks = SFT_STUDIES[study]
+    runs = _load(root, study, seeds, branches)
+    warm = _load(root, study, seeds, ["warmup"])["warmup"]
     ks = runs["ce"][0]["eval"]["pass@k"]["k"]
-    head = [ks.index(k) for k in (1, 16, 64) if k in ks]
-    big = tuple(k if k in ks else ks[-1] for k in (16, 64))  # smoke runs stop at small k
+    head = [ks.index(k) for k in (1, *control_ks) if k in ks]
+    big = tuple(k if k in ks else ks[-1] for k in control_ks)  # smoke runs stop at small k
     meta = {
         "command": command,
         "seeds": list(seeds),
@@ -260,14 +303,14 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
         "branch": BRANCH,
         "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
     }
-    for name, table, metric_main in (("sft_passn", TABLE2, "pass@k"), ("sft_majority", TABLE3, "maj@k")):
+    for i, (name, table, metric_main, title) in enumerate(reports):
         out = results / name
         out.mkdir(parents=True, exist_ok=True)
         sub = {b: runs[b] for b in table}
         payload = {**meta, "branches": {b: [r["eval"] for r in rs] for b, rs in sub.items()}}
         payload["warmup_eval"] = [r["eval"] for r in warm]
         md = [
-            f"# {'Table 2' if name == 'sft_passn' else 'Table 3'} analogue at CPU scale\n\n",
+            f"# {title}\n\n",
             f"Command: `{command}`\n\n",
             f"{len(seeds)} seeds; {meta['eval_problems']} held-out problems x {meta['eval_samples']} "
             "samples at T = 1; exact unbiased estimators; mean ± SE across seeds (each seed: its own "
@@ -275,10 +318,11 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
         ]
         for metric in (metric_main, "maj@k" if metric_main == "pass@k" else "pass@k"):
             rows = {"warm-up": _across_seeds(np.array([r["eval"][metric]["mean"] for r in warm]))}
-            rows.update(_metric_rows(sub, SFT_BRANCHES, metric))
+            rows.update(_metric_rows(sub, branches, metric))
             md += [f"## {metric} (%)\n\n", _table(rows, ks), "\n"]
-            diffs = _paired(sub, SFT_BRANCHES, metric, "ce", head)
-            md += [f"Paired by seed, {metric} difference (points) at k = 1, 16, 64:\n\n"]
+            diffs = _paired(sub, branches, metric, "ce", head)
+            at = ", ".join(str(ks[j]) for j in head)
+            md += [f"Paired by seed, {metric} difference (points) at k = {at}:\n\n"]
             md += [_table(diffs, [ks[i] for i in head], first="branch"), "\n"]
             payload[f"table/{metric}"] = {
                 n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in rows.items()
@@ -287,14 +331,14 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
                 n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in diffs.items()
             }
             _plot_curves(rows, ks, metric, out / f"{metric.replace('@', '_at_')}.png", command)
-        if name == "sft_passn":
-            sweep = _temperature_sweep(root, seeds, [1, *big])
+        if i == 0:  # the controls of EXPERIMENTS.md, on the study's first report
+            sweep = _temperature_sweep(root, seeds, [1, *big], study)
             ours = {
-                SFT_BRANCHES[b]: _across_seeds(
+                branches[b]: _across_seeds(
                     np.array(
                         [
                             [
-                                _curve_log(root / "sft" / f"seed{s}" / b)[-1][f"eval/T1/pass@{k}"]
+                                _curve_log(root / study / f"seed{s}" / b)[-1][f"eval/T1/pass@{k}"]
                                 for k in (1, *big)
                             ]
                             for s in seeds
@@ -311,20 +355,20 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
             payload["temperature_sweep"] = {
                 n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in {**sweep, **ours}.items()
             }
-            frontier = _frontier(root, seeds, sub, SFT_BRANCHES, command, out, big)
+            frontier = _frontier(root, seeds, sub, branches, command, out, big, study)
             payload["frontier"] = frontier
             md += [
                 "## Control 2: early-stopping x temperature frontier (exact pass@k, %)\n\n",
                 "Best CE point over every checkpoint (every 2 epochs of the branch) and temperature "
                 "{0.8, 1, 1.25, 1.5, 2} whose pass@1 is at least the CAT model's, against the CAT model; "
                 "mean over seeds (see frontier.png).\n\n",
-                "| branch | CAT pass@1 | CAT @16 | best CE @16 | CAT @64 | best CE @64 |\n",
+                "| branch | CAT pass@1 | " + " | ".join(f"CAT @{k} | best CE @{k}" for k in big) + " |\n",
                 "|---|---|---|---|---|---|\n",
             ]
             for branch, rec in frontier.items():
                 m = lambda key, kk, rec=rec: np.nanmean([r[key] for r in rec[f"pass@{kk}"]]) * 100
                 md.append(
-                    f"| {SFT_BRANCHES[branch]} | {m('cat_pass@1', big[0]):.1f} | {m('cat', big[0]):.1f} | "
+                    f"| {branches[branch]} | {m('cat_pass@1', big[0]):.1f} | {m('cat', big[0]):.1f} | "
                     f"{m('best_ce_at_matched_pass@1', big[0]):.1f} | {m('cat', big[1]):.1f} | "
                     f"{m('best_ce_at_matched_pass@1', big[1]):.1f} |\n"
                 )
@@ -337,7 +381,13 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str) -
 
 
 def report_rl(
-    root: pathlib.Path, seeds, results: pathlib.Path, command: str, full_seeds: int = 1, lr: float = 0.0
+    root: pathlib.Path,
+    seeds,
+    results: pathlib.Path,
+    command: str,
+    full_seeds: int = 1,
+    lr: float = 0.0,
+    steps: int = 0,
 ) -> None:
     """Write results/rl (Tables 4 and 5 analogues): every branch on the first ``full_seeds`` seeds."""
     runs = {}
@@ -345,7 +395,7 @@ def report_rl(
         if full_seeds == 0 and branch not in RL_HEADLINE:
             continue
         runs.update(
-            _load(root, _rl_name(lr), seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch])
+            _load(root, _rl_name(lr, steps), seeds if branch in RL_HEADLINE else seeds[:full_seeds], [branch])
         )
     names = {
         b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})" for b, n in RL_BRANCHES.items() if b in runs
@@ -353,12 +403,12 @@ def report_rl(
     warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
-    out = results / _rl_name(lr)
+    out = results / _rl_name(lr, steps)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": command,
         "seeds": list(seeds),
-        "rl": {**RL, "lr": lr or "config default (configs/rl/arith.py)"},
+        "rl": {"steps": steps or RL["steps"], "lr": lr or "config default (configs/rl/arith.py)"},
         "branches": {b: [r["eval"] for r in rs] for b, rs in runs.items()},
         "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
     }
@@ -367,8 +417,9 @@ def report_rl(
         f"Command: `{command}`\n\n",
         f"Seeds {list(seeds)} for the headline branches, "
         + (f"the first {full_seeds} for the others (CPU budget)" if full_seeds else "no other branches")
-        + f"; every branch starts from its seed's SFT warm-up; {RL['steps']} RL steps of 32 prompts x "
-        f"8 rollouts at learning rate {lr or 'of configs/rl/arith.py (1e-4)'}; "
+        + "; every branch starts from its seed's SFT warm-up; "
+        f"{steps or RL['steps']} RL steps of 32 prompts x 8 rollouts at learning rate "
+        f"{lr or 'of configs/rl/arith.py (1e-4)'}; "
         "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
     ]
     for metric in ("pass@k", "maj@k"):
@@ -393,21 +444,34 @@ def main(argv):
     seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
     root, results = pathlib.Path(_WORKDIR.value), pathlib.Path(_RESULTS.value)
     command = "python -m experiments.paper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    studies = {"sft": (run_sft, report_sft), "rl": (run_rl, report_rl)}
+    studies = {
+        "sft": (run_sft, report_sft),
+        "modchain": (
+            functools.partial(run_sft, study="modchain"),
+            functools.partial(report_sft, study="modchain"),
+        ),
+        "rl": (run_rl, report_rl),
+    }
     if _STUDY.value not in studies:
         raise app.UsageError(f"--study must be one of {sorted(studies)}, got {_STUDY.value!r}")
     run_fn, report_fn = studies[_STUDY.value]
     if not _REPORT_ONLY.value:
         for i, seed in enumerate(seeds):
-            extra = {"full": i < _RL_FULL_SEEDS.value, "lr": _RL_LR.value} if _STUDY.value == "rl" else {}
+            extra = {"full": i < _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
+            extra = extra if _STUDY.value == "rl" else {}
             run_fn(root, seed, smoke=_SMOKE.value, **extra)
-    extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value} if _STUDY.value == "rl" else {}
+    extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
+    extra = extra if _STUDY.value == "rl" else {}
     report_fn(root, seeds, results, command, **extra)
     print(f"reports written under {results}")
 
 
 if __name__ == "__main__":
-    _STUDY = flags.DEFINE_string("study", "sft", "sft (Tables 2-3) or rl (Tables 4-5).")
+    _STUDY = flags.DEFINE_string(
+        "study",
+        "sft",
+        "sft (Tables 2-3), modchain (second task family, with exact plurality) or rl (Tables 4-5).",
+    )
     _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds; each has its own warm-up.")
     _WORKDIR = flags.DEFINE_string("workdir", "workdirs/paper", "Where every phase of every seed runs.")
     _RESULTS = flags.DEFINE_string("results", "results", "Where the report folders go.")
@@ -416,6 +480,9 @@ if __name__ == "__main__":
         "rl_full_seeds",
         1,
         "RL: how many of the first seeds run every branch (the rest run the headline ones).",
+    )
+    _RL_STEPS = flags.DEFINE_integer(
+        "rl_steps", 0, f"RL: steps per branch (0 = {RL['steps']}); own workdir/report when different."
     )
     _RL_LR = flags.DEFINE_float(
         "rl_lr", 0.0, "RL: learning rate override (0 = the config's); own workdir/report."

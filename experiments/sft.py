@@ -32,16 +32,34 @@ def objective_from_config(cfg: ml_collections.ConfigDict) -> losses.SFTObjective
     return losses.SFTObjective(strategy=cfg.strategy, n=int(cfg.n), k=int(cfg.k), reduction=cfg.reduction)
 
 
-def _epoch_batches(tokens: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int):
+def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskData):
+    """The loss of ``objective`` and ``examples(idx) -> batch`` of the train problems it reads.
+
+    ``strategy="plurality"`` is the exact Majority-Vote objective over the task's whole answer set (every
+    candidate answer is scored after each prompt, so only tasks with a small finite answer set run it);
+    ``ce`` / ``passn`` / ``majority`` read the plain sequences.
+    """
+    if cfg.strategy == "plurality":
+        if int(cfg.k) != 1:
+            raise ValueError(f"objective.k is not used by strategy='plurality'; set it to 1, got {cfg.k}")
+        data.candidate_batch(np.arange(1))  # a task without an enumerated answer set fails here, not mid-run
+        loss = losses.make_plurality_sft_loss_fn(apply, n=int(cfg.n))
+        return loss, lambda idx: {k: jnp.asarray(v) for k, v in data.candidate_batch(idx).items()}
+    loss = losses.make_sft_loss_fn(apply, objective=objective_from_config(cfg))
+    return loss, lambda idx: {
+        "tokens": jnp.asarray(data.train_tokens[idx]),
+        "labels": jnp.asarray(data.train_labels[idx]),
+    }
+
+
+def _epoch_batches(examples, n: int, *, batch_size: int, seed: int):
     """``batches(step)``: a function of the step only (reshuffled each epoch), so resumes are exact."""
-    n = tokens.shape[0]
     per_epoch = max(n // batch_size, 1)
 
     def batches(step: int):
         epoch, i = divmod(step, per_epoch)
         order = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = order[i * batch_size : (i + 1) * batch_size]
-        return {"tokens": jnp.asarray(tokens[idx]), "labels": jnp.asarray(labels[idx])}
+        return examples(order[i * batch_size : (i + 1) * batch_size])
 
     return batches, per_epoch
 
@@ -51,21 +69,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     t0 = time.perf_counter()
     data = common.task_data(config.task)
     model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
-    objective = objective_from_config(config.objective)
+    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
+    apply = llama.decoder(graphdef)
+    loss_fn, examples = loss_and_examples(config.objective, apply, data)
     batches, per_epoch = _epoch_batches(
-        data.train_tokens, data.train_labels, batch_size=int(config.batch_size), seed=int(config.seed)
+        examples, len(data.train_tokens), batch_size=int(config.batch_size), seed=int(config.seed)
     )
     num_steps = math.ceil(float(config.epochs) * per_epoch)
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
-    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
     if config.init_from:
         params = common.load_params(config.init_from, params)
     mesh = common.make_mesh(config.mesh)
     params = common.place_params(params, mesh, config.mesh)
-    apply = llama.decoder(graphdef)
-    step = jax.jit(
-        train_lib.make_train_step(losses.make_sft_loss_fn(apply, objective=objective), tx), donate_argnums=0
-    )
+    step = jax.jit(train_lib.make_train_step(loss_fn, tx), donate_argnums=0)
     state = train_lib.TrainState.create(params, tx, seed=int(config.seed))
     return common.train_then_evaluate(
         config,

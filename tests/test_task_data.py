@@ -117,6 +117,28 @@ def test_modular_chain_task():
     assert all(arithmetic.check(p, tok.decode(td.eval_targets[i].tolist())) for i, p in enumerate(held))
 
 
+def test_candidate_batch_enumerates_every_answer():
+    td = common.task_data(_cfg(name="modular_chain", num_train=30, num_eval=5, steps=2, modulus=13, seed=1))
+    idx = np.array([4, 0, 17])
+    b = td.candidate_batch(idx)
+    assert b["candidate_tokens"].shape == (3, 13, td.train_tokens.shape[1]) == b["candidate_labels"].shape
+    for row, i in enumerate(idx):
+        n = td.train_lengths[i]
+        for c in range(13):
+            toks, labels = b["candidate_tokens"][row, c], b["candidate_labels"][row, c]
+            np.testing.assert_array_equal(toks[:n], td.train_prompts[i, :n])  # the prompt, shared
+            np.testing.assert_array_equal(toks[n : n + 3], td.answer_tokens[c])  # then candidate c + EOS
+            assert (toks[n + 3 :] == 0).all() and (labels[:n] == -100).all()
+            assert (labels[n + 3 :] == -100).all()
+            np.testing.assert_array_equal(labels[n : n + 3], td.answer_tokens[c])
+        # The target's row is exactly the problem's training sequence and labels.
+        t = b["target"][row]
+        np.testing.assert_array_equal(b["candidate_tokens"][row, t], td.train_tokens[i])
+        np.testing.assert_array_equal(b["candidate_labels"][row, t], td.train_labels[i])
+    with pytest.raises(ValueError, match="plurality"):
+        common.task_data(_cfg(num_train=20, num_eval=5)).candidate_batch(idx)
+
+
 def test_task_data_errors():
     with pytest.raises(ValueError, match=r"task\.name must be one of"):
         common.task_data(_cfg(name="nope"))

@@ -25,6 +25,10 @@ BRANCHES = {
     "maj8_3": ("majority", 8, 3),
     "maj16_4": ("majority", 16, 4),
     "maj64_26": ("majority", 64, 26),
+    # Exact plurality (the full Majority-Vote objective): needs a task with a small finite answer set,
+    # so only configs/sft/modchain.py runs it (multiplication has 10^4 answers).
+    "plur8": ("plurality", 8, 1),
+    "plur16": ("plurality", 16, 1),
 }
 
 
@@ -42,7 +46,7 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.model = arith_common.model()
 
     c.objective = ml_collections.ConfigDict()
-    c.objective.strategy = strategy  # ce | passn | majority
+    c.objective.strategy = strategy  # ce | passn | majority | plurality
     c.objective.n = n  # aligned test-time budget N
     c.objective.k = k  # majority threshold (1 unless majority)
     c.objective.reduction = "sequence_mean"  # sequence_mean | token_mean (SPEC §3.2)

@@ -57,6 +57,9 @@ def test_config_errors():
     assert common.value_at(common.parse_schedule("0:4,10:16", 1), 9) == 4
     with pytest.raises(ValueError, match="runs must look like"):
         evaluate.parse_runs("ce:/tmp/x")
+    # Exact plurality needs an enumerated answer set: multiplication's 10^4 answers are refused up front.
+    with pytest.raises(ValueError, match=r"task\.name='modular_chain'"):
+        sft.run(common.load_config("configs/sft/arith.py:plur8,smoke"), "/nonexistent/never-written")
 
 
 def test_quickstart_smoke(tmp_path):
@@ -97,9 +100,9 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     from experiments import paper
 
     # Two branches keep the smoke short; the full study runs seven (configs/sft/arith.py phases).
-    monkeypatch.setattr(paper, "SFT_BRANCHES", {"ce": "CE", "passn4": "Pass@4"})
-    monkeypatch.setattr(paper, "TABLE2", ("ce", "passn4"))
-    monkeypatch.setattr(paper, "TABLE3", ("ce", "passn4"))
+    two = {"ce": "CE", "passn4": "Pass@4"}
+    reports = [(n, tuple(two), m, t) for n, _, m, t in paper.SFT_STUDIES["sft"][2]]
+    monkeypatch.setitem(paper.SFT_STUDIES, "sft", ("configs/sft/arith.py", two, reports, (16, 64)))
     paper.run_sft(tmp_path / "w", 0, smoke=True)
     paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "python -m experiments.paper --smoke")
     for name in ("sft_passn", "sft_majority"):
@@ -110,3 +113,19 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     assert (tmp_path / "r" / "sft_passn" / "frontier.png").stat().st_size > 1000
     table = (tmp_path / "r" / "sft_passn" / "table.md").read_text()
     assert "| CE T=2 |" in table and "| Pass@4 − CE |" in table
+
+
+def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
+    from experiments import paper
+
+    config, _, reports, ks = paper.SFT_STUDIES["modchain"]
+    two = {"ce": "CE", "plur8": "Plurality 8"}
+    reports = [(n, tuple(two), m, t) for n, _, m, t in reports]
+    monkeypatch.setitem(paper.SFT_STUDIES, "modchain", (config, two, reports, ks))
+    paper.run_sft(tmp_path / "w", 0, smoke=True, study="modchain")
+    paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "cmd", study="modchain")
+    run = json.loads((tmp_path / "w" / "modchain" / "seed0" / "plur8" / "results.json").read_text())
+    assert run["objective"]["strategy"] == "plurality"
+    assert 0 < run["final_train_metrics"]["sft/answer_mass"] <= 1
+    table = (tmp_path / "r" / "sft_modchain" / "table.md").read_text()
+    assert "| Plurality 8 − CE |" in table and "## maj@k (%)" in table and "| CE T=2 |" in table
