@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, rl, sampling, sharding, train_lib
+from cat_jax import evaluation, plurality, rl, sampling, sharding, train_lib
 from cat_jax.models import llama
 from cat_jax.tasks import arithmetic, tokenizers
 
@@ -276,6 +276,50 @@ def exact_pass_at_k(
     return out
 
 
+def exact_majority_at_k(
+    apply, params, data: TaskData, *, temperatures, ks, split: str = "eval"
+) -> dict[str, float]:
+    r"""Noise-free expected maj@k on a task whose answer set is enumerated (``data.answer_tokens``).
+
+    The teacher-forced probability of each of the ``C`` answers (+ EOS) under ``softmax(logits / T)`` gives
+    the model's exact answer distribution (the rest of the mass is unparseable); the chance that the correct
+    one wins a ``k``-sample plurality is :func:`cat_jax.plurality.plurality_win_probability` (ties split
+    evenly, the expectation of the sampled estimator's first-occurrence rule). Returns
+    ``{"T<t>/maj@<k>": mean, "T<t>/maj@<k>_se": SE over problems}``.
+    """
+    index = getattr(data, f"{split}_answer_index")
+    if data.answer_tokens is None or index is None:
+        raise ValueError("exact maj@k needs a task with an enumerated answer set (task.name='modular_chain')")
+    prompts, lengths = getattr(data, f"{split}_prompts"), getattr(data, f"{split}_lengths")
+    temps = jnp.asarray(temperatures, jnp.float32)
+    b, a = len(prompts), data.answer_tokens.shape[1]
+    log_p = np.stack(  # [C, T, B]
+        [
+            np.asarray(
+                _teacher_forced_log_p(
+                    apply,
+                    params,
+                    prompts,
+                    lengths,
+                    np.broadcast_to(answer, (b, a)),
+                    np.full((b,), a, np.int32),
+                    temps,
+                    data.pad_id,
+                )
+            )
+            for answer in data.answer_tokens
+        ]
+    )
+    probs = np.moveaxis(np.exp(log_p.astype(np.float64)), 0, -1)  # [T, B, C]
+    out = {}
+    for t, pr in zip(temperatures, probs, strict=True):
+        for k in ks:
+            win = np.asarray(plurality.plurality_win_probability(jnp.asarray(pr, jnp.float32), index, n=k))
+            out[f"T{float(t):g}/maj@{k}"] = float(np.mean(win))
+            out[f"T{float(t):g}/maj@{k}_se"] = float(np.std(win, ddof=1) / np.sqrt(len(win)))
+    return out
+
+
 @functools.partial(jax.jit, static_argnums=(0, 7))
 def _teacher_forced_log_p(apply, params, prompts, lengths, targets, tlens, temperatures, pad_id):
     """``[T, B]`` log-probability of ``targets[:tlens]`` after each right-padded prompt, per temperature."""
@@ -326,6 +370,7 @@ class TaskData:
     # enumerates them. None where the set is too large to enumerate per step (multiply: 10^4 answers).
     answer_tokens: np.ndarray | None = None
     train_answer_index: np.ndarray | None = None
+    eval_answer_index: np.ndarray | None = None
 
     def candidate_batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Exact-plurality SFT batch of train problems ``idx``: every candidate answer after each prompt.
@@ -413,6 +458,7 @@ def _modular_chain(cfg: ml_collections.ConfigDict) -> TaskData:
         _answer_only(train, held, tok),
         answer_tokens=answers,
         train_answer_index=np.array([int(p.answer) for p in train], np.int32),
+        eval_answer_index=np.array([int(p.answer) for p in held], np.int32),
     )
 
 

@@ -28,13 +28,16 @@ import pathlib
 import shlex
 import sys
 import time
+from typing import NamedTuple
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cat_jax import train_lib
+from cat_jax.models import llama
 from cat_jax.operators import Curve
 from cat_jax.plotting import plot_scaling_curves
 from experiments import common, rl, sft
@@ -58,9 +61,20 @@ MODCHAIN_BRANCHES = {
     "maj8_3": "Maj (8, 3)",
     "plur8": "Plurality 8",
 }
-# study -> (config file, branches, [(report folder, branches in it, main metric, title)], control budgets k)
+
+
+class Study(NamedTuple):
+    """One SFT study: its config file, branches, report folders and control budgets."""
+
+    config: str
+    branches: dict[str, str]
+    reports: list[tuple[str, tuple[str, ...], str, str]]  # (folder, branches in it, main metric, title)
+    control_ks: tuple[int, int]  # the pass@k budgets of the temperature / early-stopping controls
+    exact_majority: bool = False  # the task enumerates its answers: add the exact maj@k temperature sweep
+
+
 SFT_STUDIES = {
-    "sft": (
+    "sft": Study(
         "configs/sft/arith.py",
         SFT_BRANCHES,
         [
@@ -69,7 +83,7 @@ SFT_STUDIES = {
         ],
         (16, 64),
     ),
-    "modchain": (
+    "modchain": Study(
         "configs/sft/modchain.py",
         MODCHAIN_BRANCHES,
         [
@@ -81,8 +95,10 @@ SFT_STUDIES = {
             )
         ],
         (4, 16),
+        exact_majority=True,
     ),
 }
+MAJORITY_TEMPERATURES = (0.25, 0.5, 0.8, 1.0, 1.5)
 RL_BRANCHES = {
     "standard": "Standard",
     "passn4_log": "Pass@4 log",
@@ -125,7 +141,7 @@ def _phase(module, spec: str, overrides: dict, workdir: pathlib.Path, smoke: boo
 
 
 def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False, study: str = "sft") -> None:
-    config, branches, _, _ = SFT_STUDIES[study]
+    config, branches = SFT_STUDIES[study].config, SFT_STUDIES[study].branches
     warm = root / study / f"seed{seed}" / "warmup"
     _phase(sft, f"{config}:warmup", {**WARMUP, "seed": seed}, warm, smoke)
     for branch in branches:
@@ -141,6 +157,8 @@ def run_rl(
     for branch in RL_BRANCHES if full else RL_HEADLINE:
         overrides = {**RL, "seed": seed, "init_from": str(warm), **({"opt.lr": lr} if lr else {})}
         overrides["steps"] = steps or RL["steps"]
+        if steps:  # a longer-RL study also logs its exact held-out learning curve
+            overrides["curve_every"] = max(steps // 6, 1)
         out = root / _rl_name(lr, steps) / f"seed{seed}" / branch
         _phase(rl, f"configs/rl/arith.py:{branch}", overrides, out, smoke)
 
@@ -187,8 +205,10 @@ def _cell(mean: float, se: float, scale: float = 100.0) -> str:
     return f"{mean * scale:.1f} ± {se * scale:.1f}" if np.isfinite(se) else f"{mean * scale:.1f}"
 
 
-def _table(rows: dict[str, tuple[np.ndarray, np.ndarray]], ks, *, first: str = "model") -> str:
-    lines = [f"| {first} | " + " | ".join(f"@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+def _table(
+    rows: dict[str, tuple[np.ndarray, np.ndarray]], ks, *, first: str = "model", prefix: str = "@"
+) -> str:
+    lines = [f"| {first} | " + " | ".join(f"{prefix}{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for name, (mean, se) in rows.items():
         lines.append(f"| {name} | " + " | ".join(_cell(m, s) for m, s in zip(mean, se, strict=True)) + " |")
     return "\n".join(lines) + "\n"
@@ -285,10 +305,37 @@ def _temperature_sweep(root: pathlib.Path, seeds, ks, study) -> dict[str, tuple[
     return rows
 
 
-def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str, study: str = "sft") -> None:
+def _majority_sweep(
+    root: pathlib.Path, study: str, seeds, branches, ks, smoke: bool
+) -> dict[str, np.ndarray]:
+    """Exact maj@k of every finished model (warm-up and branches) at each of MAJORITY_TEMPERATURES.
+
+    ``branch -> [seeds, len(ks), len(temperatures)]``, from the saved final parameters and
+    :func:`experiments.common.exact_majority_at_k` (all answers teacher-forced; no sampling noise).
+    """
+    cfg = common.load_config(f"{SFT_STUDIES[study].config}:ce" + (",smoke" if smoke else ""))
+    data = common.task_data(cfg.task)  # the problems do not depend on the run's seed
+    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    graphdef, template = llama.init(model_cfg, jax.random.key(0))
+    apply = llama.decoder(graphdef)
+    out = {}
+    for branch in ("warmup", *branches):
+        per_seed = []
+        for seed in seeds:
+            params = common.load_params(root / study / f"seed{seed}" / branch, template)
+            r = common.exact_majority_at_k(apply, params, data, temperatures=MAJORITY_TEMPERATURES, ks=ks)
+            per_seed.append([[r[f"T{t:g}/maj@{k}"] for t in MAJORITY_TEMPERATURES] for k in ks])
+        out[branch] = np.array(per_seed)
+    return out
+
+
+def report_sft(
+    root: pathlib.Path, seeds, results: pathlib.Path, command: str, study: str = "sft", smoke: bool = False
+) -> None:
     """Write the study's reports: ``sft`` -> results/sft_passn (Table 2 analogue) and results/sft_majority
     (Table 3 analogue); ``modchain`` -> results/sft_modchain (the second task family)."""
-    _, branches, reports, control_ks = SFT_STUDIES[study]
+    spec = SFT_STUDIES[study]
+    branches, reports, control_ks = spec.branches, spec.reports, spec.control_ks
     runs = _load(root, study, seeds, branches)
     warm = _load(root, study, seeds, ["warmup"])["warmup"]
     ks = runs["ce"][0]["eval"]["pass@k"]["k"]
@@ -373,6 +420,23 @@ def report_sft(root: pathlib.Path, seeds, results: pathlib.Path, command: str, s
                     f"{m('best_ce_at_matched_pass@1', big[1]):.1f} |\n"
                 )
             md.append("\n")
+        if i == 0 and spec.exact_majority:
+            sweep_ks = [k for k in (4, 16, 64) if k in ks] or ks[-1:]
+            sweep = _majority_sweep(root, study, seeds, table, sweep_ks, smoke)
+            names = {"warmup": "warm-up", **branches}
+            md += [
+                "## Control 3: temperature sweep of the exact maj@k (%)\n\n",
+                "Every final model's exact answer distribution (all answers teacher-forced) at temperature "
+                "T, and the exact chance that the correct answer wins a k-sample plurality vote (ties split "
+                "evenly); mean ± SE across seeds. Is Majority / plurality training more than sharpening?\n\n",
+            ]
+            payload["exact_majority_sweep"] = {"temperatures": list(MAJORITY_TEMPERATURES)}
+            for j, k in enumerate(sweep_ks):
+                rows = {names[b]: _across_seeds(v[:, j]) for b, v in sweep.items()}
+                md += [f"maj@{k}:\n\n", _table(rows, MAJORITY_TEMPERATURES, prefix="T="), "\n"]
+                payload["exact_majority_sweep"][f"maj@{k}"] = {
+                    n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in rows.items()
+                }
         md.append(
             f"Plots: `{metric_main.replace('@', '_at_')}.png` and the other metric's png in this folder.\n"
         )
@@ -434,6 +498,27 @@ def report_rl(
             n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in diffs.items()
         }
         _plot_curves(rows, ks, metric, out / f"{metric.replace('@', '_at_')}.png", command)
+    # Runs that logged their exact held-out learning curve (--rl_steps): is RL improving on its start?
+    logs = {
+        b: [_curve_log(root / _rl_name(lr, steps) / f"seed{s}" / b) for s in seeds[: len(rs)]]
+        for b, rs in runs.items()
+    }
+    if all(all(per_seed) for per_seed in logs.values()):
+        at = [r["step"] for r in logs["standard"][0]]
+        for k in (1, ks[-1]):
+            rows = {
+                names[b]: _across_seeds(np.array([[r[f"eval/T1/pass@{k}"] for r in log] for log in per_seed]))
+                for b, per_seed in logs.items()
+            }
+            md += [
+                f"## Exact held-out pass@{k} along RL training (teacher-forced, T = 1; %)\n\n",
+                _table(rows, at, first="branch", prefix="step "),
+                "\n",
+            ]
+            payload[f"learning_curve/pass@{k}"] = {
+                "steps": at,
+                **{n: {"mean": m.tolist(), "se": s.tolist()} for n, (m, s) in rows.items()},
+            }
     (out / "table.md").write_text("".join(md))
     common.write_json(out / "results.json", payload)
 
@@ -460,8 +545,10 @@ def main(argv):
             extra = {"full": i < _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
             extra = extra if _STUDY.value == "rl" else {}
             run_fn(root, seed, smoke=_SMOKE.value, **extra)
-    extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
-    extra = extra if _STUDY.value == "rl" else {}
+    if _STUDY.value == "rl":
+        extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
+    else:
+        extra = {"smoke": _SMOKE.value}
     report_fn(root, seeds, results, command, **extra)
     print(f"reports written under {results}")
 

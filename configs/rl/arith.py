@@ -97,6 +97,10 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.eval = arith_common.evaluation()
     c.mesh = arith_common.mesh()
 
+    # Exact held-out pass@k (teacher-forced, as in configs/sft/arith.py) every this many steps (0 = off).
+    c.curve_every = 0
+    c.curve_temperatures = [1.0]
+
     c.checkpoint_every = 50
     c.log_every = 5
     c.progress = True

@@ -2,8 +2,11 @@
 
 import json
 
+import jax
+import numpy as np
 import pytest
 
+from cat_jax.models import llama
 from experiments import common, evaluate, quickstart, rl, sft
 
 
@@ -101,8 +104,9 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
 
     # Two branches keep the smoke short; the full study runs seven (configs/sft/arith.py phases).
     two = {"ce": "CE", "passn4": "Pass@4"}
-    reports = [(n, tuple(two), m, t) for n, _, m, t in paper.SFT_STUDIES["sft"][2]]
-    monkeypatch.setitem(paper.SFT_STUDIES, "sft", ("configs/sft/arith.py", two, reports, (16, 64)))
+    spec = paper.SFT_STUDIES["sft"]
+    reports = [(n, tuple(two), m, t) for n, _, m, t in spec.reports]
+    monkeypatch.setitem(paper.SFT_STUDIES, "sft", spec._replace(branches=two, reports=reports))
     paper.run_sft(tmp_path / "w", 0, smoke=True)
     paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "python -m experiments.paper --smoke")
     for name in ("sft_passn", "sft_majority"):
@@ -118,14 +122,52 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
 def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
     from experiments import paper
 
-    config, _, reports, ks = paper.SFT_STUDIES["modchain"]
+    spec = paper.SFT_STUDIES["modchain"]
     two = {"ce": "CE", "plur8": "Plurality 8"}
-    reports = [(n, tuple(two), m, t) for n, _, m, t in reports]
-    monkeypatch.setitem(paper.SFT_STUDIES, "modchain", (config, two, reports, ks))
+    reports = [(n, tuple(two), m, t) for n, _, m, t in spec.reports]
+    monkeypatch.setitem(paper.SFT_STUDIES, "modchain", spec._replace(branches=two, reports=reports))
     paper.run_sft(tmp_path / "w", 0, smoke=True, study="modchain")
-    paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "cmd", study="modchain")
+    paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "cmd", study="modchain", smoke=True)
     run = json.loads((tmp_path / "w" / "modchain" / "seed0" / "plur8" / "results.json").read_text())
     assert run["objective"]["strategy"] == "plurality"
     assert 0 < run["final_train_metrics"]["sft/answer_mass"] <= 1
     table = (tmp_path / "r" / "sft_modchain" / "table.md").read_text()
     assert "| Plurality 8 − CE |" in table and "## maj@k (%)" in table and "| CE T=2 |" in table
+    assert "Control 3: temperature sweep of the exact maj@k" in table and "| T=0.25 |" in table
+    sweep = json.loads((tmp_path / "r" / "sft_modchain" / "results.json").read_text())["exact_majority_sweep"]
+    assert set(sweep["maj@4"]) == {"warm-up", "CE", "Plurality 8"}
+
+
+def test_rl_study_smoke_logs_learning_curves(tmp_path, monkeypatch):
+    from experiments import paper
+
+    monkeypatch.setattr(paper, "RL_HEADLINE", ("standard",))
+    monkeypatch.setattr(paper, "RL_BRANCHES", {"standard": "Standard"})
+    paper.run_rl(tmp_path / "w", 0, smoke=True, full=False, lr=1e-5, steps=300)
+    paper.report_rl(tmp_path / "w", [0], tmp_path / "r", "cmd", full_seeds=0, lr=1e-5, steps=300)
+    out = tmp_path / "r" / "rl_lr1e-05_steps300"
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["rl"]["steps"] == 300 and payload["learning_curve/pass@1"]["steps"][0] == 0
+    assert "## Exact held-out pass@1 along RL training" in (out / "table.md").read_text()
+
+
+def test_exact_majority_at_k_on_an_enumerated_task():
+    cfg = common.load_config("configs/sft/modchain.py:smoke")
+    data = common.task_data(cfg.task)
+    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    graphdef, params = llama.init(model_cfg, jax.random.key(0))
+    apply = llama.decoder(graphdef)
+    temps = [0.5, 1.0]
+    maj = common.exact_majority_at_k(apply, params, data, temperatures=temps, ks=[1, 4, 64])
+    exact = common.exact_pass_at_k(apply, params, data, temperatures=temps, ks=[1])
+    for t in ("T0.5", "T1"):  # one vote: the plurality is the sample itself
+        np.testing.assert_allclose(maj[f"{t}/maj@1"], exact[f"{t}/pass@1"], rtol=1e-4)
+        assert 0 <= maj[f"{t}/maj@64"] <= 1 and maj[f"{t}/maj@4_se"] >= 0
+    with pytest.raises(ValueError, match="enumerated answer set"):
+        common.exact_majority_at_k(
+            apply,
+            params,
+            common.task_data(common.load_config("configs/sft/arith.py:smoke").task),
+            temperatures=[1.0],
+            ks=[1],
+        )
