@@ -196,16 +196,20 @@ def majority_vote(
     return jnp.where(has, winner, -1), has
 
 
-def best_of_n(rewards: Float[ArrayLike, "b n"]) -> tuple[Int[Array, " b"], Float[Array, " b"]]:
+def best_of_n(
+    rewards: Float[ArrayLike, "b n"], *, validate: bool | None = None
+) -> tuple[Int[Array, " b"], Float[Array, " b"]]:
     """Best-of-N on exactly the given samples -> ``(index, reward)`` of the maximum (first index on ties).
 
-    Cost ``O(B N)``.
+    Cost ``O(B N)``. Rewards must be finite (a NaN would win the argmax); checked as the module docstring says.
 
     >>> i, v = best_of_n(jnp.array([[1.0, 3.0, 3.0], [-2.0, -5.0, -4.0]]))
     >>> i.tolist(), v.tolist()
     ([1, 0], [3.0, -2.0])
     """
     r = nx.as_float(_pool("rewards", rewards))
+    if _want_checks(validate, r):
+        _check_finite("rewards", r)
     return jnp.argmax(r, axis=-1), jnp.max(r, axis=-1)
 
 

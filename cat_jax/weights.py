@@ -175,6 +175,8 @@ def mean_normalize(w: Float[ArrayLike, "..."]) -> tuple[Float[Array, "..."], Boo
     [0.4286, 0.8571, 1.7143]
     """
     w = nx.as_float(w)
+    if w.size == 0:
+        raise ValueError("w must hold at least one weight to normalise, got an empty array")
     top = jnp.max(w)
     applied = top > 0
     scaled = w / jnp.where(applied, top, jnp.ones_like(top))

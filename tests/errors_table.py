@@ -474,6 +474,22 @@ def cases() -> list[Case]:
             r"answer_ids must be a \[B, N\] array",
         ),
         c(
+            "operators.best_of_n",
+            "NaN/inf",
+            "a NaN reward",
+            lambda: ops.best_of_n(np.array([[1.0, np.nan]])),
+            ValueError,
+            r"rewards must be finite \(no NaN/inf\); first bad entry at \(0, 1\): nan",
+        ),
+        c(
+            "weights.mean_normalize",
+            "empty",
+            "an empty weight array",
+            lambda: wts.mean_normalize(np.zeros((0,), np.float32)),
+            ValueError,
+            r"w must hold at least one weight to normalise, got an empty array",
+        ),
+        c(
             "operators.best_of_k",
             "NaN/inf",
             "an inf reward",
