@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -171,3 +172,31 @@ def test_exact_majority_at_k_on_an_enumerated_task():
             temperatures=[1.0],
             ks=[1],
         )
+
+
+def test_rl_probe_smoke(tmp_path, monkeypatch):
+    from cat_jax import rl as cat_rl
+    from experiments import rl_probe
+
+    cfg = common.load_config("configs/rl/arith.py:standard,smoke")  # an untrained "warm-up" is enough here
+    vocab = common.task_data(cfg.task).vocab_size
+    _, params = llama.init(llama.LlamaConfig.tiny(vocab_size=vocab, **cfg.model.to_dict()), jax.random.key(0))
+    common.save_params(tmp_path / "sft" / "seed0" / "warmup", params)
+    untrained = rl_probe.probe(tmp_path / "sft" / "seed0" / "warmup", 0, rollouts=4, smoke=True)
+    assert untrained["steps"]["rl"] is None and untrained["cosine_rl_vs_exact"] is None  # all rewards 0
+    with pytest.raises(ValueError, match="no probed batch had a policy gradient"):
+        rl_probe.report([untrained], tmp_path / "r", "cmd")
+
+    exact = cat_rl.exact_match_scores
+
+    def coin_flips(tokens, mask, batch):  # rewards with both outcomes in every group: a gradient exists
+        scores = exact(tokens, mask, batch)
+        flips = (jnp.arange(tokens.shape[1])[None, :] % 2 == 0) & jnp.ones(tokens.shape[:2], bool)
+        return cat_rl.RolloutScores(flips.astype(scores.rewards.dtype), scores.answer_ids, scores.valid)
+
+    monkeypatch.setattr(cat_rl, "exact_match_scores", coin_flips)
+    got = rl_probe.probe(tmp_path / "sft" / "seed0" / "warmup", 0, rollouts=4, smoke=True)
+    assert -1 <= got["cosine_rl_vs_exact"] <= 1 and len(got["steps"]["rl"]["train_pass@1"]) == 5
+    assert got["adam_first_step_norm"]["0.0001"] > got["adam_first_step_norm"]["1e-05"] > 0
+    rl_probe.report([got, untrained], tmp_path / "r", "cmd")
+    assert "seeds [0] had no gradient" in (tmp_path / "r" / "table.md").read_text()
