@@ -201,7 +201,8 @@ def best_of_n(
 ) -> tuple[Int[Array, " b"], Float[Array, " b"]]:
     """Best-of-N on exactly the given samples -> ``(index, reward)`` of the maximum (first index on ties).
 
-    Cost ``O(B N)``. Rewards must be finite (a NaN would win the argmax); checked as the module docstring says.
+    Cost ``O(B N)``. Rewards must be finite (NaN and ±inf are rejected, as in :func:`best_of_k`; a NaN would
+    win the argmax); checked as the module docstring says.
 
     >>> i, v = best_of_n(jnp.array([[1.0, 3.0, 3.0], [-2.0, -5.0, -4.0]]))
     >>> i.tolist(), v.tolist()

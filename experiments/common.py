@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import json
 import pathlib
 import time
@@ -277,22 +278,40 @@ def exact_pass_at_k(
 
 
 def exact_majority_at_k(
-    apply, params, data: TaskData, *, temperatures, ks, split: str = "eval"
+    apply, params, data: TaskData, *, temperatures, ks, split: str = "eval", max_candidates: int = 4096
 ) -> dict[str, float]:
-    r"""Noise-free expected maj@k on a task whose answer set is enumerated (``data.answer_tokens``).
+    r"""Noise-free expected maj@k at temperature ``T`` where every stopped completion can be listed.
 
-    The teacher-forced probability of each of the ``C`` answers (+ EOS) under ``softmax(logits / T)`` gives
-    the model's exact answer distribution (the rest of the mass is unparseable); the chance that the correct
-    one wins a ``k``-sample plurality is :func:`cat_jax.plurality.plurality_win_probability` (ties split
-    evenly, the expectation of the sampled estimator's first-occurrence rule). Returns
+    The sampled maj@k (:meth:`TaskData.score`, ``rl.exact_match_scores``) votes over identical completions
+    that stop within ``max_new_tokens = L`` tokens (end on the stop token); one that does not stop is invalid
+    (takes a vote, never wins). Every stopped completion is a string of ``l <= L`` tokens whose last is the
+    stop token and no earlier one is: ``sum_l (V - 1)^(l - 1)`` candidates, each teacher-forced under
+    ``softmax(logits / T)``. The chance that the correct one wins a ``k``-vote plurality is
+    :func:`cat_jax.plurality.plurality_win_probability` (a tie split evenly among the tied answers, the
+    expectation of the sampled estimator's first-occurrence rule), so this is the expectation of the sampled
+    estimator, exactly. More than ``max_candidates`` candidates (long answers) is an error. Returns
     ``{"T<t>/maj@<k>": mean, "T<t>/maj@<k>_se": SE over problems}``.
     """
-    index = getattr(data, f"{split}_answer_index")
-    if data.answer_tokens is None or index is None:
-        raise ValueError("exact maj@k needs a task with an enumerated answer set (task.name='modular_chain')")
+    if len(data.stop_tokens) != 1:
+        raise ValueError(f"exact maj@k needs exactly one stop token, got {data.stop_tokens}")
+    stop, length = data.stop_tokens[0], data.max_new_tokens
+    others = [t for t in range(data.vocab_size) if t != stop]
+    count = sum(len(others) ** (n - 1) for n in range(1, length + 1))
+    if count > max_candidates:
+        raise ValueError(
+            f"{count} stopped completions of up to max_new_tokens={length} tokens over a "
+            f"{data.vocab_size}-token vocabulary exceed max_candidates={max_candidates}; "
+            "exact maj@k is for short answers"
+        )
+    candidates = [
+        (*prefix, stop) for n in range(1, length + 1) for prefix in itertools.product(others, repeat=n - 1)
+    ]
     prompts, lengths = getattr(data, f"{split}_prompts"), getattr(data, f"{split}_lengths")
+    targets, tlens = getattr(data, f"{split}_targets"), getattr(data, f"{split}_target_lengths")
+    where = {c: i for i, c in enumerate(candidates)}
+    index = np.array([where[tuple(t[:n].tolist())] for t, n in zip(targets, tlens, strict=True)], np.int32)
     temps = jnp.asarray(temperatures, jnp.float32)
-    b, a = len(prompts), data.answer_tokens.shape[1]
+    b = len(prompts)
     log_p = np.stack(  # [C, T, B]
         [
             np.asarray(
@@ -301,20 +320,27 @@ def exact_majority_at_k(
                     params,
                     prompts,
                     lengths,
-                    np.broadcast_to(answer, (b, a)),
-                    np.full((b,), a, np.int32),
+                    np.broadcast_to(
+                        np.array([*c, *[data.pad_id] * (length - len(c))], np.int32), (b, length)
+                    ),
+                    np.full((b,), len(c), np.int32),
                     temps,
                     data.pad_id,
                 )
             )
-            for answer in data.answer_tokens
+            for c in candidates
         ]
     )
-    probs = np.moveaxis(np.exp(log_p.astype(np.float64)), 0, -1)  # [T, B, C]
+    probs = np.moveaxis(np.exp(log_p), 0, -1)  # [T, B, C]
     out = {}
     for t, pr in zip(temperatures, probs, strict=True):
         for k in ks:
-            win = np.asarray(plurality.plurality_win_probability(jnp.asarray(pr, jnp.float32), index, n=k))
+            win = np.concatenate(  # rows in blocks: the DP's intermediates grow as C * k^3 per row
+                [
+                    np.asarray(plurality.plurality_win_probability(pr[i : i + 16], index[i : i + 16], n=k))
+                    for i in range(0, b, 16)
+                ]
+            )
             out[f"T{float(t):g}/maj@{k}"] = float(np.mean(win))
             out[f"T{float(t):g}/maj@{k}_se"] = float(np.std(win, ddof=1) / np.sqrt(len(win)))
     return out
@@ -370,7 +396,6 @@ class TaskData:
     # enumerates them. None where the set is too large to enumerate per step (multiply: 10^4 answers).
     answer_tokens: np.ndarray | None = None
     train_answer_index: np.ndarray | None = None
-    eval_answer_index: np.ndarray | None = None
 
     def candidate_batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Exact-plurality SFT batch of train problems ``idx``: every candidate answer after each prompt.
@@ -458,7 +483,6 @@ def _modular_chain(cfg: ml_collections.ConfigDict) -> TaskData:
         _answer_only(train, held, tok),
         answer_tokens=answers,
         train_answer_index=np.array([int(p.answer) for p in train], np.int32),
-        eval_answer_index=np.array([int(p.answer) for p in held], np.int32),
     )
 
 

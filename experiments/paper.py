@@ -164,9 +164,9 @@ def run_rl(
 
 
 def _rl_name(lr: float, steps: int = 0) -> str:
-    """``rl`` for the config's learning rate and RL["steps"]; ``rl_lr<lr>``, ``_steps<n>`` for overrides."""
+    """``rl`` for the config's learning rate and RL["steps"]; ``rl_lr<lr>``, ``_steps<n>`` when overridden."""
     name = f"rl_lr{lr:g}" if lr else "rl"
-    return f"{name}_steps{steps}" if steps and steps != RL["steps"] else name
+    return f"{name}_steps{steps}" if steps else name
 
 
 # ----------------------------------------------------------------------------- reports
@@ -467,12 +467,15 @@ def report_rl(
     warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
+    ran = runs["standard"][0]["steps"]  # what the runs did (a smoke run ignores --rl_steps)
+    if any(r["steps"] != ran for rs in runs.values() for r in rs):
+        raise ValueError(f"the runs under {_rl_name(lr, steps)} did not all train {ran} steps")
     out = results / _rl_name(lr, steps)
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": command,
         "seeds": list(seeds),
-        "rl": {"steps": steps or RL["steps"], "lr": lr or "config default (configs/rl/arith.py)"},
+        "rl": {"steps": ran, "lr": lr or "config default (configs/rl/arith.py)"},
         "branches": {b: [r["eval"] for r in rs] for b, rs in runs.items()},
         "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
     }
@@ -482,7 +485,7 @@ def report_rl(
         f"Seeds {list(seeds)} for the headline branches, "
         + (f"the first {full_seeds} for the others (CPU budget)" if full_seeds else "no other branches")
         + "; every branch starts from its seed's SFT warm-up; "
-        f"{steps or RL['steps']} RL steps of 32 prompts x 8 rollouts at learning rate "
+        f"{ran} RL steps of 32 prompts x 8 rollouts at learning rate "
         f"{lr or 'of configs/rl/arith.py (1e-4)'}; "
         "evaluation as in the SFT tables; mean ± SE across seeds.\n\n",
     ]
@@ -505,6 +508,9 @@ def report_rl(
     }
     if all(all(per_seed) for per_seed in logs.values()):
         at = [r["step"] for r in logs["standard"][0]]
+        for b, per_seed in logs.items():
+            if any([r["step"] for r in log] != at for log in per_seed):
+                raise ValueError(f"{b}: its learning curve was logged at other steps than standard RL's {at}")
         for k in (1, ks[-1]):
             rows = {
                 names[b]: _across_seeds(np.array([[r[f"eval/T1/pass@{k}"] for r in log] for log in per_seed]))

@@ -42,6 +42,10 @@ def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskDa
     if cfg.strategy == "plurality":
         if int(cfg.k) != 1:
             raise ValueError(f"objective.k is not used by strategy='plurality'; set it to 1, got {cfg.k}")
+        if cfg.reduction != "sequence_mean":  # the loss is per prompt: no token-level window to average
+            raise ValueError(
+                f"strategy='plurality' supports reduction='sequence_mean' only, got {cfg.reduction!r}"
+            )
         data.candidate_batch(np.arange(1))  # a task without an enumerated answer set fails here, not mid-run
         loss = losses.make_plurality_sft_loss_fn(apply, n=int(cfg.n))
         return loss, lambda idx: {k: jnp.asarray(v) for k, v in data.candidate_batch(idx).items()}
