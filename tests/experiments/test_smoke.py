@@ -120,6 +120,17 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     table = (tmp_path / "r" / "sft_passn" / "table.md").read_text()
     assert "| CE T=2 |" in table and "| Pass@4 − CE |" in table
 
+    # The RL study from the same warm-up (--rl_lr / --rl_steps: own folder, exact learning curves).
+    monkeypatch.setattr(paper, "RL_HEADLINE", ("standard",))
+    monkeypatch.setattr(paper, "RL_BRANCHES", {"standard": "Standard"})
+    paper.run_rl(tmp_path / "w", 0, smoke=True, full=False, lr=1e-5, steps=300)
+    paper.report_rl(tmp_path / "w", [0], tmp_path / "r", "cmd", full_seeds=0, lr=1e-5, steps=300)
+    out = tmp_path / "r" / "rl_lr1e-05_steps300"
+    payload = json.loads((out / "results.json").read_text())
+    # The smoke config's 2 steps ran (smoke ignores --rl_steps), and the report says so.
+    assert payload["rl"]["steps"] == 2 and payload["learning_curve/pass@1"]["steps"] == [0, 2]
+    assert "## Exact held-out pass@1 along RL training" in (out / "table.md").read_text()
+
 
 def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
     from experiments import paper
@@ -138,20 +149,6 @@ def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
     assert "Control 3: temperature sweep of the exact maj@k" in table and "| T=0.25 |" in table
     sweep = json.loads((tmp_path / "r" / "sft_modchain" / "results.json").read_text())["exact_majority_sweep"]
     assert set(sweep["maj@4"]) == {"warm-up", "CE", "Plurality 8"}
-
-
-def test_rl_study_smoke_logs_learning_curves(tmp_path, monkeypatch):
-    from experiments import paper
-
-    monkeypatch.setattr(paper, "RL_HEADLINE", ("standard",))
-    monkeypatch.setattr(paper, "RL_BRANCHES", {"standard": "Standard"})
-    paper.run_rl(tmp_path / "w", 0, smoke=True, full=False, lr=1e-5, steps=300)
-    paper.report_rl(tmp_path / "w", [0], tmp_path / "r", "cmd", full_seeds=0, lr=1e-5, steps=300)
-    out = tmp_path / "r" / "rl_lr1e-05_steps300"
-    payload = json.loads((out / "results.json").read_text())
-    # The smoke config's 2 steps ran (smoke ignores --rl_steps), and the report says so.
-    assert payload["rl"]["steps"] == 2 and payload["learning_curve/pass@1"]["steps"] == [0, 2]
-    assert "## Exact held-out pass@1 along RL training" in (out / "table.md").read_text()
 
 
 def test_exact_majority_at_k_is_the_sampled_estimators_expectation():
@@ -211,11 +208,6 @@ def test_rl_probe_smoke(tmp_path, monkeypatch):
     vocab = common.task_data(cfg.task).vocab_size
     _, params = llama.init(llama.LlamaConfig.tiny(vocab_size=vocab, **cfg.model.to_dict()), jax.random.key(0))
     common.save_params(tmp_path / "sft" / "seed0" / "warmup", params)
-    untrained = rl_probe.probe(tmp_path / "sft" / "seed0" / "warmup", 0, rollouts=4, smoke=True)
-    assert untrained["steps"]["rl"] is None and untrained["cosine_rl_vs_exact"] is None  # all rewards 0
-    with pytest.raises(ValueError, match="no probed batch had a policy gradient"):
-        rl_probe.report([untrained], tmp_path / "r", "cmd")
-
     exact = cat_rl.exact_match_scores
 
     def coin_flips(tokens, mask, batch):  # rewards with both outcomes in every group: a gradient exists
@@ -227,5 +219,9 @@ def test_rl_probe_smoke(tmp_path, monkeypatch):
     got = rl_probe.probe(tmp_path / "sft" / "seed0" / "warmup", 0, rollouts=4, smoke=True)
     assert -1 <= got["cosine_rl_vs_exact"] <= 1 and len(got["steps"]["rl"]["train_pass@1"]) == 5
     assert got["adam_first_step_norm"]["0.0001"] > got["adam_first_step_norm"]["1e-05"] > 0
-    rl_probe.report([got, untrained], tmp_path / "r", "cmd")
-    assert "seeds [0] had no gradient" in (tmp_path / "r" / "table.md").read_text()
+    # A seed whose batch had no informative group gives no direction: reported, not averaged.
+    flat = {**got, "seed": 1, "cosine_rl_vs_exact": None, "steps": {**got["steps"], "rl": None}}
+    rl_probe.report([got, flat], tmp_path / "r", "cmd")
+    assert "seeds [1] had no gradient" in (tmp_path / "r" / "table.md").read_text()
+    with pytest.raises(ValueError, match="no probed batch had a policy gradient"):
+        rl_probe.report([flat], tmp_path / "r", "cmd")
