@@ -7,14 +7,13 @@ The pipeline is task-agnostic:
 2. a task's scorer turns them into a :class:`Scored` record (``correct``, ``answer_ids`` + ``valid`` for
    voting, optional continuous ``rewards``), all ``[B, N]``;
 3. :func:`curves` computes pass@k, maj@k and best-of-k for every requested budget with the exact estimators of
-   :mod:`cat_jax.operators` (no Monte Carlo), and :func:`markdown_table` lays several models out like the
-   paper's tables.
+   :mod:`cat_jax.operators` (no Monte Carlo); :mod:`cat_jax.reporting` lays them out as tables and plots.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -132,22 +131,3 @@ def curve_record(curve: operators.Curve) -> dict[str, list]:
         "mean": [float(v) for v in np.asarray(curve.mean)],
         "se": [float(v) for v in np.asarray(curve.se)],
     }
-
-
-def markdown_table(
-    rows: Mapping[str, operators.Curve], ks: Sequence[int], *, scale: float = 100.0, digits: int = 1
-) -> str:
-    """One row per model, one column per budget, ``mean ± SE`` (in percent by default)."""
-    header = "| model | " + " | ".join(f"@{k}" for k in ks) + " |"
-    lines = [header, "|---" * (len(ks) + 1) + "|"]
-    for name, c in rows.items():
-        index = {int(k): i for i, k in enumerate(c.ks)}
-        if missing := [int(k) for k in ks if int(k) not in index]:
-            raise ValueError(f"curve {name!r} has no budgets {missing}; it has ks={list(c.ks)}")
-        cells = []
-        for k in ks:
-            i = index[int(k)]
-            mean, se = float(c.mean[i]) * scale, float(c.se[i]) * scale
-            cells.append(f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

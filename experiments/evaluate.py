@@ -20,9 +20,9 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cat_jax import evaluation
+from cat_jax import evaluation, reporting
 from cat_jax.models import llama
-from cat_jax.plotting import plot_scaling_curves
+from cat_jax.reporting import plot_scaling_curves
 from experiments import cli, common
 
 
@@ -69,7 +69,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for metric, png in [("pass@k", "pass_at_k.png"), ("maj@k", "maj_at_k.png")]:
         rows = {m: cs[metric] for m, cs in curves.items() if metric in cs}
         tables.append(f"### {metric} (%, mean ± SE over {report['eval_problems']} problems)\n\n")
-        tables.append(evaluation.markdown_table(rows, ks) + "\n")
+        tables.append(reporting.markdown_table(rows, ks) + "\n")
         plot_scaling_curves(rows, ylabel=f"{metric} (%)", scale=100, path=str(out / png))
     (out / "table.md").write_text("".join(tables))
     return report

@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from cat_jax import train_lib
 from cat_jax.models import llama
 from cat_jax.operators import Curve
-from cat_jax.plotting import plot_scaling_curves
+from cat_jax.reporting import plot_scaling_curves
 from experiments import common, rl, sft
 
 SFT_BRANCHES = {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cat_jax import evaluation as ev
-from cat_jax import operators
+from cat_jax import operators, reporting
 from cat_jax.models import llama
 from cat_jax.testing import tiny_model
 
@@ -37,7 +37,7 @@ def test_curves_match_operators_and_table():
     assert set(out) == {"pass@k", "maj@k", "best@k"}
     np.testing.assert_allclose(out["pass@k"].values[:, 1], operators.pass_at_k(correct, k=2), rtol=1e-6)
     np.testing.assert_allclose(out["pass@k"].mean[0], correct.mean(), rtol=1e-6)
-    table = ev.markdown_table({"ce": out["pass@k"], "cat": out["maj@k"]}, [1, 8])
+    table = reporting.markdown_table({"ce": out["pass@k"], "cat": out["maj@k"]}, [1, 8])
     assert table.splitlines()[0] == "| model | @1 | @8 |" and table.count("±") == 4
     rec = ev.curve_record(out["best@k"])
     assert rec["k"] == [1, 2, 4, 8] and len(rec["mean"]) == 4

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cat_jax import operators as op
-from cat_jax.plotting import plot_scaling_curves
+from cat_jax.reporting import plot_scaling_curves
 
 # ----------------------------------------------------------------------------- brute force references
 
