@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cat_jax.tasks import arithmetic
-from configs import arith_common
+from configs import common
 from experiments import common
 
 # TaskData's array fields in declaration order (the order the checksums below were taken in).
@@ -62,7 +62,7 @@ CASES = [
 
 
 def _cfg(**kw):
-    c = arith_common.task()
+    c = common.task()
     for k, v in kw.items():
         c[k] = v
     return c

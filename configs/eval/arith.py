@@ -12,7 +12,7 @@ The task and model sections must match the runs' training configs.
 
 import ml_collections
 
-from configs import arith_common
+from configs import common
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -21,10 +21,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.runs = ""  # "name=workdir,name=workdir": finished runs with params/
     c.temperatures = [0.8, 1.0, 1.25, 1.5, 2.0] if "sweep" in parts else [1.0]
 
-    c.task = arith_common.task()
-    c.model = arith_common.model()
-    c.eval = arith_common.evaluation()  # eval.temperature is overridden by each entry of temperatures
+    c.task = common.task()
+    c.model = common.model()
+    c.eval = common.evaluation()  # eval.temperature is overridden by each entry of temperatures
 
     if "smoke" in parts:
-        arith_common.shrink(c, num_train=64, num_eval=8)
+        common.shrink(c, num_train=64, num_eval=8)
     return c

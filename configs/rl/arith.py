@@ -13,7 +13,7 @@ clip 10, all-wrong penalty 0.5), ``pkpo{2,4,8}`` (PKPO pass@k reward transform, 
 
 import ml_collections
 
-from configs import arith_common
+from configs import common
 
 
 def _variant(name: str):
@@ -44,8 +44,8 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.seed = 0
     c.init_from = ""  # workdir of the SFT warm-up to start from ("" = random init, only for smoke runs)
 
-    c.task = arith_common.task()
-    c.model = arith_common.model()  # must match the warm-up's model
+    c.task = common.task()
+    c.model = common.model()  # must match the warm-up's model
 
     c.rollout = ml_collections.ConfigDict()
     c.rollout.num_samples = 8  # M rollouts per prompt (independent of the aligned budget N)
@@ -86,16 +86,10 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
 
     c.prompts_per_step = 32  # B
     c.steps = 200
-    c.opt = ml_collections.ConfigDict()
-    c.opt.lr = 1e-4
-    c.opt.schedule = "constant"  # the paper's RL trainer uses no schedule
-    c.opt.warmup_steps = 0
-    c.opt.weight_decay = 0.0
-    c.opt.clip_norm = 1.0
-    c.opt.accum_steps = 1
+    c.opt = common.optimizer(lr=1e-4, schedule="constant")  # the paper's RL trainer uses no schedule
 
-    c.eval = arith_common.evaluation()
-    c.mesh = arith_common.mesh()
+    c.eval = common.evaluation()
+    c.mesh = common.mesh()
 
     # Exact held-out pass@k (teacher-forced, as in configs/sft/arith.py) every this many steps (0 = off).
     c.curve_every = 0
@@ -106,7 +100,7 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.progress = True
 
     if "smoke" in parts:
-        arith_common.shrink(c, num_train=32, num_eval=4)
+        common.shrink(c, num_train=32, num_eval=4)
         c.rollout.num_samples, c.prompts_per_step, c.steps = 4, 4, 2
         c.checkpoint_every, c.log_every, c.progress = 1, 1, False
     return c

@@ -14,7 +14,7 @@ Design notes for CPU scale: ../shared/EXPERIMENTS.md.
 
 import ml_collections
 
-from configs import arith_common
+from configs import common
 
 BRANCHES = {
     "warmup": ("ce", 1, 1),
@@ -42,8 +42,8 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.seed = 0  # model init, data order and evaluation sampling
     c.init_from = ""  # workdir of the warm-up whose final params a branch starts from ("" = from scratch)
 
-    c.task = arith_common.task()
-    c.model = arith_common.model()
+    c.task = common.task()
+    c.model = common.model()
 
     c.objective = ml_collections.ConfigDict()
     c.objective.strategy = strategy  # ce | passn | majority | plurality
@@ -53,16 +53,10 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
 
     c.batch_size = 128
     c.epochs = 20.0 if phase == "warmup" else 50.0
-    c.opt = ml_collections.ConfigDict()
-    c.opt.lr = 1e-3
-    c.opt.schedule = "linear"  # linear decay to 0 over the phase, fresh for every branch
-    c.opt.warmup_steps = 0
-    c.opt.weight_decay = 0.0
-    c.opt.clip_norm = 1.0
-    c.opt.accum_steps = 1
+    c.opt = common.optimizer(lr=1e-3, schedule="linear")  # decays to 0 over the phase, fresh per branch
 
-    c.eval = arith_common.evaluation()
-    c.mesh = arith_common.mesh()
+    c.eval = common.evaluation()
+    c.mesh = common.mesh()
 
     # Exact held-out pass@k (teacher-forced, EXPERIMENTS.md) every this many steps at these temperatures:
     # the learning curve behind the early-stopping and temperature controls (0 = off).
@@ -74,7 +68,7 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
     c.progress = True
 
     if "smoke" in parts:
-        arith_common.shrink(c, num_train=64, num_eval=8)
+        common.shrink(c, num_train=64, num_eval=8)
         c.batch_size, c.epochs = 16, 2.0
         c.checkpoint_every, c.log_every, c.progress = 4, 1, False
     return c

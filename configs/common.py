@@ -1,9 +1,14 @@
-"""Sections shared by every multiplication config (SFT, RL, evaluation), so runs and evaluations agree."""
+"""Sections shared by every config (SFT, RL, evaluation, protein), so runs and evaluations agree.
+
+Each function returns one section (a ``ConfigDict`` mirroring one library dataclass or one experiment
+concern); a config file composes them and overrides the fields it changes.
+"""
 
 import ml_collections
 
 
 def task() -> ml_collections.ConfigDict:
+    """A synthetic arithmetic task (``experiments.common.task_data``)."""
     c = ml_collections.ConfigDict()
     c.name = (
         "multiply"  # or "modular_chain"; multiply: a x b, answer = the product as 2*digits zero-padded digits
@@ -37,6 +42,25 @@ def evaluation() -> ml_collections.ConfigDict:
     c.ks = [1, 2, 4, 8, 16, 32, 64]
     c.chunk = 100  # prompts per sampler call
     c.seed = 1
+    return c
+
+
+def optimizer(
+    *,
+    lr: float,
+    schedule: str,
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = 1.0,
+) -> ml_collections.ConfigDict:
+    """``cat_jax.train_lib.OptimizerConfig`` fields (AdamW); ``total_steps`` comes from the run's length."""
+    c = ml_collections.ConfigDict()
+    c.lr = lr
+    c.schedule = schedule  # constant | linear (decay to 0 over the phase) | cosine
+    c.warmup_steps = warmup_steps
+    c.weight_decay = weight_decay
+    c.clip_norm = clip_norm  # global-norm clip (None = off)
+    c.accum_steps = 1  # gradient accumulation: micro-batches per update
     return c
 
 
