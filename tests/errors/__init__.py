@@ -11,7 +11,13 @@ is called and what the user gets, in one of two shapes:
 The rows of ``cat_jax/<module>`` live in ``tests/errors/<module>.py`` as a module-level ``CASES`` list, beside
 the few fixtures they share; :data:`MODULES` orders those files in docs/errors.md. To add a row, append it to
 the ``CASES`` of its module (a new file: add its name to ``MODULES``), run ``python tests/errors_table.py``
-and commit the regenerated docs/errors.md.
+and commit the regenerated docs/errors.md. For example::
+
+    raises("objectives.passn_sft_loss", STATIC, "n=0", lambda: obj.passn_sft_loss(lp, n=0),
+           r"n must be an integer in >= 1, got 0"),
+
+The lists sit between ``# fmt: off`` and ``# fmt: on`` so that a row stays one call wrapped by hand over one
+to three lines (``ruff check`` still holds them to 110 columns); ``STATIC``, ``DOMAIN``, ... name the KINDS.
 
 ``python tests/errors_table.py`` runs every case in a plain interpreter (no jaxtyping import hook: what a user
 sees) and rewrites docs/errors.md with the messages it observed; ``--json`` prints the observations instead.

@@ -1,7 +1,4 @@
-"""Bad inputs of cat_jax.tasks (arithmetic, math_answers, tokenizers, protein): rows of docs/errors.md.
-
-See tests/errors/__init__.py.
-"""
+"""Bad inputs of cat_jax.tasks (arithmetic, math_answers, tokenizers, protein): rows of docs/errors.md."""
 
 from cat_jax.tasks import arithmetic as arith
 from cat_jax.tasks import math_answers as answers
