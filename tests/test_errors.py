@@ -1,13 +1,12 @@
 """docs/errors.md cannot drift: every row of the bad-input table is run and must give what the row says.
 
-The cases live in tests/errors_table.py. They run in one fresh interpreter without this suite's jaxtyping
-hook (conftest.py), so what is checked is what a user of a plain ``import cat_jax`` gets.
+The rows live in tests/errors/, one file per module. They run in one fresh interpreter without this suite's
+jaxtyping hook (conftest.py), so what is checked is what a user of a plain ``import cat_jax`` gets.
 """
 
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import pathlib
 import sys
@@ -15,9 +14,11 @@ import sys
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("errors_table", HERE / "errors_table.py")
-table = sys.modules["errors_table"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
-_spec.loader.exec_module(table)
+sys.path.insert(0, str(HERE))
+try:
+    import errors as table  # tests/errors/: the rows, their runner and the page writer
+finally:
+    sys.path.remove(str(HERE))
 
 
 @pytest.fixture(scope="module")
