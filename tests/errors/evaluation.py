@@ -1,9 +1,10 @@
-"""Bad inputs of cat_jax.evaluation: rows of docs/errors.md (see tests/errors/__init__.py)."""
+"""Bad inputs of cat_jax.evaluation and cat_jax.reporting: rows of docs/errors.md (see tests/errors)."""
 
 import numpy as np
 
 from cat_jax import evaluation as ev
 from cat_jax import operators as ops
+from cat_jax import reporting
 
 from . import DOMAIN, SHAPE, STATIC, raises
 
@@ -19,8 +20,8 @@ CASES = [
     raises("evaluation.curves", STATIC, "ks=[1, 4] with N=3 samples",
            lambda: ev.curves(ev.Scored(correct=np.ones((2, 3), bool)), [1, 4]),
            r"ks must be an integer in \[1, 3\], got 4"),
-    raises("evaluation.markdown_table", STATIC, "a budget the curve does not have",
-           lambda: ev.markdown_table({"ce": ops.scaling_curve(ops.pass_at_k, ok3)}, [1, 8]),
+    raises("reporting.markdown_table", STATIC, "a budget the curve does not have",
+           lambda: reporting.markdown_table({"ce": ops.scaling_curve(ops.pass_at_k, ok3)}, [1, 8]),
            r"curve 'ce' has no budgets \[8\]; it has ks=\[1, 2, 3\]"),
 ]
 # fmt: on
