@@ -206,7 +206,7 @@ def markdown_report(report: dict) -> str:
 
 def plot_best_of_k(report: dict, path: pathlib.Path) -> None:
     """2 x 2 panels: unconditional / conditional x with / without replacement; SE bands across seeds."""
-    fig = reporting.new_figure((10, 7.5))
+    fig = reporting.new_figure((10.0, 7.5))
     for i, setting in enumerate(("uncond", "cond")):
         for j, name in enumerate(ESTIMATORS):
             curves = {}
@@ -226,7 +226,7 @@ def plot_best_of_k(report: dict, path: pathlib.Path) -> None:
 
 def plot_hydrophobicity(pools: dict, path: pathlib.Path, *, command: str) -> None:
     """Histogram of sample hydrophobicity per model (unconditional with the reward curve; conditional)."""
-    fig = reporting.new_figure((11, 4))
+    fig = reporting.new_figure((11.0, 4.0))
     for i, (setting, title) in enumerate((("uncond", "unconditional"), ("cond", "conditional (outputs)"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for label, h in pools[setting].items():
