@@ -32,7 +32,7 @@ def _sft(*, batch_size: int, steps: int, lr: float, warmup_steps: int) -> ml_col
     """A next-token CE phase (token mean) from the previous phase's parameters."""
     c = ml_collections.ConfigDict()
     c.batch_size = batch_size  # sequences per step, drawn in a seeded order reshuffled each epoch
-    c.steps = steps
+    c.steps = steps  # optimizer steps of the phase
     c.seed = 0  # the batch order and the step's RNG (pretrain: also the model's initialisation)
     # AdamW, cosine to 0 after a warm-up of 10% of the steps, weight decay 0.01, clip 1.0 (SPEC §3.4).
     c.opt = common.optimizer(
@@ -49,14 +49,14 @@ def _rl(
     c.branches = ("standard", "bon2", "bon4", "bon8")  # standard | bon<N>; tuples: --config.x="(a, b)"
     c.seeds = (0, 1, 2)  # one run per branch and seed (the step's RNG; cond: also the prompt order)
     c.prompts_per_step = 4  # B (SPEC: 4 groups per step)
-    c.steps = 50
+    c.steps = 50  # RL steps per run (SPEC 300)
 
     c.rollout = ml_collections.ConfigDict()  # cat_jax.rl.RolloutConfig; also the evaluation's sampler
     c.rollout.num_samples = 16  # M rollouts per prompt
-    c.rollout.max_new_tokens = max_new_tokens
-    c.rollout.temperature = temperature
+    c.rollout.max_new_tokens = max_new_tokens  # longest completion (a sample without EOS is cut here)
+    c.rollout.temperature = temperature  # SPEC §3.4's sampling temperature of the setting
     c.rollout.top_k = 0  # 0 = off (SPEC's top-k 50 exceeds our 24-token vocabulary, so it is off either way)
-    c.rollout.top_p = 1.0
+    c.rollout.top_p = 1.0  # 1 = off
 
     # cat_jax.weights.WeightConfig of the bon<N> branches (w = N q^{N-1}, strategy "bon", n = N, no clip);
     # the standard branch uses WeightConfig() (weights 1).
@@ -66,14 +66,14 @@ def _rl(
 
     c.advantages = ml_collections.ConfigDict()  # cat_jax.advantages.AdvantageConfig
     c.advantages.estimator = "group"  # (r - mean) / (std + eps) within each prompt's M rollouts
-    c.advantages.eps = 1e-4
+    c.advantages.eps = 1e-4  # SPEC §2.6
     c.advantages.all_wrong_penalty = 0.0  # binary rewards only
-    c.advantages.clip = 5.0
+    c.advantages.clip = 5.0  # |advantage| cap (SPEC §3.4)
     c.advantages.k = 1  # passk estimator only
-    c.advantages.filter_zero_variance = False
+    c.advantages.filter_zero_variance = False  # keep groups whose rewards are all equal (advantage 0)
 
     c.loss = ml_collections.ConfigDict()  # cat_jax.losses.PolicyLossConfig
-    c.loss.surrogate = "reinforce"
+    c.loss.surrogate = "reinforce"  # weight x advantage x log-prob (no ratio clip)
     c.loss.clip_ratio = 0.2  # clipped surrogate only
     c.loss.kl_beta = kl_beta  # k3 KL to the frozen initial model
 
@@ -94,12 +94,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.progress = True  # a progress bar per phase
 
     c.model = common.model()  # overrides of LlamaConfig.tiny (vocabulary: protein.tokenizer(), 24 ids)
-    c.model.hidden_size = 64
-    c.model.intermediate_size = 192
+    c.model.hidden_size = 64  # 0.11M parameters with the 24-id vocabulary (common.model: 128)
+    c.model.intermediate_size = 192  # MLP width, 3 x hidden
 
     c.pretrain = _sft(batch_size=64, steps=300, lr=2e-3, warmup_steps=30)  # CE on BOS + sequence + EOS
     c.pretrain.num_sequences = 16000  # pretraining_corpus(n, seed, max_len); lengths 10..max_len
-    c.pretrain.corpus_seed = 0
+    c.pretrain.corpus_seed = 0  # which corpus is drawn
     c.pretrain.max_len = 32  # longest corpus sequence (min 10); the library default 40 costs more per RL step
 
     c.uncond = _rl(max_new_tokens=40, temperature=1.2, quantile="history", kl_beta=0.3, lr=5e-4)
