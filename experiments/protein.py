@@ -22,7 +22,6 @@ Every phase auto-resumes from its folder under the workdir; outputs (``results.j
 from __future__ import annotations
 
 import functools
-import json
 import pathlib
 import time
 
@@ -127,7 +126,11 @@ def conditional_prompts(pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
 
 
 def epoch_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):
-    """``batches(step)``: a function of the step only (reshuffled each epoch), so resumes are exact."""
+    """``batches(step)``: a function of the step only (reshuffled each epoch), so resumes are exact.
+
+    The same order as experiments/sft.py's and rl.py's batchers (``default_rng([seed, epoch])``); generic,
+    to fold into the shared epoch batcher of ``experiments.common``.
+    """
     n = len(next(iter(arrays.values())))
     per_epoch = max(n // batch_size, 1)
 
@@ -152,7 +155,11 @@ def _finished(workdir: pathlib.Path) -> bool:
 
 
 def train_phase(workdir: pathlib.Path, state, step, batches, *, num_steps: int, progress: bool):
-    """Run ``step`` to ``num_steps`` (auto-resume, one checkpoint at the end); save and return the params."""
+    """Run ``step`` to ``num_steps`` (auto-resume, one checkpoint at the end); save and return the params.
+
+    Every phase of the experiment (pre-training, warm-up, each RL run) goes through here; generic, to fold
+    into the shared phase runner of ``experiments.common``.
+    """
     result = train_lib.train_loop(
         state,
         step,
@@ -367,20 +374,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config, evals, corpus=corpus, cond_prompts=prompts["cond"], num_params=model_cfg.num_params()
     )
     timings["evaluate"] = time.perf_counter() - t
-    report["seconds"] = _phase_seconds(root, timings, fresh)
+    report["seconds"] = report_lib.phase_seconds(root / "timings.json", timings, fresh)
     report["seconds_this_call"] = round(time.perf_counter() - t_start, 1)
     report_lib.write(report, evals, out_dir)
     return report
-
-
-def _phase_seconds(root: pathlib.Path, measured: dict, fresh: dict) -> dict:
-    """Wall seconds per phase: measured if the phase ran in this call, else as stored when it ran."""
-    path = root / "timings.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    out = {k: round(v if fresh[k] or k not in stored else stored[k], 1) for k, v in measured.items()}
-    out["total"] = round(sum(out.values()), 1)
-    common.write_json(path, out)
-    return out
 
 
 def main(argv):

@@ -141,6 +141,15 @@ def results(
     return report
 
 
+def phase_seconds(path: pathlib.Path, measured: dict, fresh: dict) -> dict:
+    """Wall seconds per phase: measured if it ran in this call, else as stored in ``path`` when it ran."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    out = {k: round(v if fresh[k] or k not in stored else stored[k], 1) for k, v in measured.items()}
+    out["total"] = round(sum(out.values()), 1)
+    common.write_json(path, out)
+    return out
+
+
 def markdown_report(report: dict) -> str:
     """table.md: Table 6's layout (expected max reward of k samples), both estimators, the paper's rows."""
     cfg = report["config"]
