@@ -1,12 +1,23 @@
-"""Protein hydrophobicity rewards and synthetic data of SPEC §3.4 (pure numpy / Python)."""
+r"""Protein hydrophobicity rewards and synthetic data of SPEC §3.4.
+
+Two forms of each reward, both from the one formula of the reward as a function of hydrophobicity
+(:func:`unconditional_reward_of_h`, :func:`conditional_reward_of_h`):
+
+* Python references on text (:func:`unconditional_reward`, :func:`conditional_reward`), SPEC's definition;
+* ``jnp`` rewards on token ids ``[..., L]`` with the sampler's mask (:func:`unconditional_rewards`,
+  :func:`conditional_rewards`, from :func:`residue_counts`), jit-able inside an RL step, equal to the
+  references on the decoded text for every (length, hydrophobic count) pair (tests/test_tasks_protein.py).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import math
 import numbers
 
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from cat_jax.tasks.tokenizers import CharTokenizer
 
@@ -18,6 +29,8 @@ HYDROPHOBIC = "AILMFWYV"
 POLAR = "".join(c for c in ALPHABET if c not in HYDROPHOBIC)
 _ALPHA_SET = frozenset(ALPHABET)
 _HYD_SET = frozenset(HYDROPHOBIC)
+# App. L / M: the minimum lengths of a valid sequence, and the reward of an invalid or too short one.
+UNCOND_MIN_LEN, COND_MIN_LEN, INVALID_REWARD = 10, 5, -5.0
 
 
 def clean(text: str) -> str:
@@ -38,6 +51,43 @@ def _valid(seq: str, min_len: int) -> bool:
     return len(seq) >= min_len and all(c in _ALPHA_SET for c in seq)
 
 
+def unconditional_reward_of_h(h, *, dip=None, xp=np):
+    r"""App. L's reward of a valid sequence as a function of its hydrophobicity ``h`` (array module ``xp``):
+    ``4 exp(-(h-0.35)^2/0.05) + 12 exp(-(h-0.75)^2/0.015) - 2·1[0.45 < h < 0.60]``.
+
+    ``dip``: the indicator ``0.45 < h < 0.60`` when the caller decides it exactly (on integer counts, as
+    :func:`unconditional_rewards` does); by default the float test on ``h``. Computes in ``h``'s dtype.
+
+    >>> unconditional_reward_of_h(np.array([0.35, 0.5, 0.75])).round(3)
+    array([ 4.   ,  0.737, 12.163])
+    """
+    if dip is None:
+        dip = (h > 0.45) & (h < 0.60)
+    r = 4.0 * xp.exp(-xp.square(h - 0.35) / 0.05) + 12.0 * xp.exp(-xp.square(h - 0.75) / 0.015)
+    return r - 2.0 * dip.astype(r.dtype)
+
+
+def copy_penalised(h, h_in):
+    """App. M's copy penalty applies: ``|h - h_in| < 0.1 and |h_in - 0.5| > 0.1`` (numpy, float64 ties)."""
+    return (np.abs(h - h_in) < 0.1) & (np.abs(h_in - 0.5) > 0.1)
+
+
+def conditional_reward_of_h(h, h_in, *, copy=None, xp=np):
+    r"""App. M's reward of a valid output of hydrophobicity ``h`` for an input of hydrophobicity ``h_in``
+    (array module ``xp``): ``10 exp(-(h - (1 - h_in))^2 / 0.05) - 2·1[copy]``.
+
+    ``copy``: the copy-penalty indicator when the caller looks it up (:func:`copy_window`); by default
+    :func:`copy_penalised` on ``h``, ``h_in``. Computes in ``h``'s dtype.
+
+    >>> conditional_reward_of_h(np.array([0.8, 0.2]), np.array([0.2, 0.2])).round(3)
+    array([10.   , -1.993])
+    """
+    if copy is None:
+        copy = copy_penalised(h, h_in)
+    r = 10.0 * xp.exp(-xp.square(h - (1.0 - h_in)) / 0.05)
+    return r - 2.0 * copy.astype(r.dtype)
+
+
 def unconditional_reward(text: str) -> float:
     """App. L reward: -5 if shorter than 10 or non-standard; else two Gaussian modes, minus 2 on 0.45<h<0.60.
 
@@ -49,11 +99,9 @@ def unconditional_reward(text: str) -> float:
     (-5.0, -5.0)
     """
     s = clean(text)
-    if not _valid(s, 10):
-        return -5.0
-    h = hydrophobicity(s)
-    r = 4.0 * math.exp(-((h - 0.35) ** 2) / 0.05) + 12.0 * math.exp(-((h - 0.75) ** 2) / 0.015)
-    return r - (2.0 if 0.45 < h < 0.60 else 0.0)
+    if not _valid(s, UNCOND_MIN_LEN):
+        return INVALID_REWARD
+    return float(unconditional_reward_of_h(np.float64(hydrophobicity(s))))
 
 
 def conditional_reward(text: str, input_seq: str) -> float:
@@ -65,11 +113,10 @@ def conditional_reward(text: str, input_seq: str) -> float:
     -1.993
     """
     s = clean(text)
-    if not _valid(s, 5):
-        return -5.0
-    h, h_in = hydrophobicity(s), hydrophobicity(clean(input_seq))
-    r = 10.0 * math.exp(-((h - (1.0 - h_in)) ** 2) / 0.05)
-    return r - (2.0 if abs(h - h_in) < 0.1 and abs(h_in - 0.5) > 0.1 else 0.0)
+    if not _valid(s, COND_MIN_LEN):
+        return INVALID_REWARD
+    h, h_in = np.float64(hydrophobicity(s)), np.float64(hydrophobicity(clean(input_seq)))
+    return float(conditional_reward_of_h(h, h_in))
 
 
 def _rng(seed: int, split: str) -> np.random.Generator:
@@ -134,3 +181,82 @@ def tokenizer() -> CharTokenizer:
     (24, [1, 3, 22, 23])
     """
     return CharTokenizer(ALPHABET + SEPARATOR)
+
+
+# ----------------------------------------------------------------------------- rewards on token ids (jnp)
+
+_TOKENIZER = tokenizer()
+_IS_RESIDUE = np.isin(np.arange(_TOKENIZER.vocab_size), _TOKENIZER.encode(ALPHABET))
+_IS_HYDROPHOBIC = np.isin(np.arange(_TOKENIZER.vocab_size), _TOKENIZER.encode(HYDROPHOBIC))
+
+
+def residue_counts(
+    completions: Int[ArrayLike, "*b l"], mask: Bool[ArrayLike, "*b l"]
+) -> tuple[Int[Array, "*b"], Int[Array, "*b"], Bool[Array, "*b"]]:
+    """``(length, hydrophobic count, invalid)`` of each completion's text (ids of :func:`tokenizer`).
+
+    Decoding as the reference does (``CharTokenizer.decode``, then SPEC's whitespace/upper-case clean-up):
+    the text stops at the first EOS and reserved ids (pad, BOS) are skipped; any other non-residue
+    character ('>') makes the sequence invalid.
+    """
+    tok = jnp.asarray(completions)
+    m = jnp.asarray(mask, bool)
+    before_eos = m & (jnp.cumsum(m & (tok == _TOKENIZER.eos_id), axis=-1) == 0)
+    residue = before_eos & jnp.asarray(_IS_RESIDUE)[tok]
+    hydrophobic = before_eos & jnp.asarray(_IS_HYDROPHOBIC)[tok]
+    invalid = jnp.any(before_eos & (tok >= 3) & ~jnp.asarray(_IS_RESIDUE)[tok], axis=-1)
+    return residue.sum(-1), hydrophobic.sum(-1), invalid
+
+
+def unconditional_rewards(
+    completions: Int[ArrayLike, "*b l"], mask: Bool[ArrayLike, "*b l"]
+) -> Float[Array, "*b"]:
+    r""":func:`unconditional_reward` on token ids: ``-5`` if shorter than 10 or invalid, else
+    :func:`unconditional_reward_of_h` in float32.
+
+    The dip test runs on the integers (``20c > 9n`` and ``5c < 3n``), which is exact and agrees with the
+    float64 reference: ``h = c/n`` is never within rounding distance of 0.45 or 0.6 unless equal to it.
+    """
+    n, c, invalid = residue_counts(completions, mask)
+    h = c.astype(jnp.float32) / jnp.maximum(n, 1).astype(jnp.float32)
+    r = unconditional_reward_of_h(h, dip=(20 * c > 9 * n) & (5 * c < 3 * n), xp=jnp)
+    return jnp.where((n >= UNCOND_MIN_LEN) & ~invalid, r, INVALID_REWARD)
+
+
+@functools.lru_cache(maxsize=8)
+def copy_window(max_input: int, max_output: int) -> np.ndarray:
+    """``[n_in, c_in, n, c]``: whether App. M's copy penalty applies, decided in float64 like the reference.
+
+    ``|h - h_in| < 0.1 and |h_in - 0.5| > 0.1`` has exact ties at these lengths (h = 0.3, h_in = 0.2 is
+    common) that float64 resolves one way and float32 another; a table of the reference's own float64
+    comparisons (:func:`copy_penalised`) over every (length, count) pair keeps the jitted reward equal to it.
+    """
+    n_in = np.arange(max_input + 1)[:, None, None, None]
+    c_in = np.arange(max_input + 1)[None, :, None, None]
+    n = np.arange(max_output + 1)[None, None, :, None]
+    c = np.arange(max_output + 1)[None, None, None, :]
+    return copy_penalised(c / np.maximum(n, 1), c_in / np.maximum(n_in, 1))
+
+
+def conditional_rewards(
+    completions: Int[ArrayLike, "b m l"],
+    mask: Bool[ArrayLike, "b m l"],
+    input_length: Int[ArrayLike, " b"],
+    input_hydrophobic: Int[ArrayLike, " b"],
+    *,
+    max_input: int,
+) -> Float[Array, "b m"]:
+    r""":func:`conditional_reward` on token ids: ``-5`` if shorter than 5 or invalid, else
+    :func:`conditional_reward_of_h` in float32, the copy penalty looked up in :func:`copy_window`.
+
+    ``input_length`` / ``input_hydrophobic`` are the residue and hydrophobic counts of each prompt's input
+    sequence (at most ``max_input`` long, a static bound).
+    """
+    n, c, invalid = residue_counts(completions, mask)
+    n_in = jnp.asarray(input_length)[:, None]
+    c_in = jnp.asarray(input_hydrophobic)[:, None]
+    h = c.astype(jnp.float32) / jnp.maximum(n, 1).astype(jnp.float32)
+    h_in = c_in.astype(jnp.float32) / jnp.maximum(n_in, 1).astype(jnp.float32)
+    window = jnp.asarray(copy_window(max_input, completions.shape[-1]))[n_in, c_in, n, c]
+    r = conditional_reward_of_h(h, h_in, copy=window, xp=jnp)
+    return jnp.where((n >= COND_MIN_LEN) & ~invalid, r, INVALID_REWARD)

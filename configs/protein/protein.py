@@ -1,38 +1,84 @@
-r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4), every phase in one run.
+r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4, SPEC §5 Table 6), every phase in
+one run.
 
 Usage (the committed results/protein/ were made by the first line; the second runs in seconds)::
 
     python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein
     python -m experiments.protein --config=configs/protein/protein.py:smoke --workdir=/tmp/cat/protein_smoke
 
-Phases: pre-train a tiny protein LM on ``cat_jax.tasks.protein.pretraining_corpus``; unconditional RL from it
-(standard vs BoN-2/4/8, reward-history quantiles); a conditional warm-up on the synthetic input->target pairs,
-then conditional RL (standard vs BoN-2/4/8, within-prompt quantiles); evaluation of every model (expected
-best-of-k, with and without replacement; hydrophobicity histograms). Kept from SPEC §3.4: B = 4 groups, the
-sampling temperatures, beta, advantage clip, AdamW wd 0.01 / clip 1, the quantile estimators, BoN
-normalisation, the evaluation pools (512 unconditional samples, 150 prompts x 32) and budgets. CPU-sized:
-the model (0.11M parameters), M = 16 rollouts (SPEC 32 / 25), max new tokens 40 / 24 (SPEC 64 / 32; our
-corpus is at most 32 residues and conditional targets at most 19), 50 RL steps (SPEC 300) at learning rates
-5e-4 / 3e-4 (SPEC 1e-5 / 2e-6 for the 738M ProtGPT2).
+Phases: pre-train a tiny protein LM on ``cat_jax.tasks.protein.pretraining_corpus`` (``pretrain``);
+unconditional RL from it (``uncond``: standard vs BoN-2/4/8, reward-history quantiles); a conditional warm-up
+on the synthetic input->target pairs (``cond_warmup``), then conditional RL (``cond``: standard vs BoN-2/4/8,
+within-prompt quantiles); evaluation of every model (``eval``: expected best-of-k, with and without
+replacement; hydrophobicity histograms). Each RL setting has one section per library dataclass, as
+configs/rl/arith.py: ``rollout`` (``cat_jax.rl.RolloutConfig``), ``weights`` (the fields of
+``cat_jax.weights.WeightConfig`` that a ``bon<N>`` branch shares), ``advantages``
+(``cat_jax.advantages.AdvantageConfig``), ``loss`` (``cat_jax.losses.PolicyLossConfig``), ``opt``
+(``cat_jax.train_lib.OptimizerConfig``, from ``configs.common.optimizer``).
+
+Kept from SPEC §3.4: B = 4 groups, the sampling temperatures, beta, advantage clip, AdamW wd 0.01 / clip 1,
+the quantile estimators, BoN normalisation, the evaluation pools (512 unconditional samples, 150 prompts x
+32) and budgets. CPU-sized: the model (0.11M parameters), M = 16 rollouts (SPEC 32 / 25), max new tokens
+40 / 24 (SPEC 64 / 32; our corpus is at most 32 residues and conditional targets at most 19), 50 RL steps
+(SPEC 300) at learning rates 5e-4 / 3e-4 (SPEC 1e-5 / 2e-6 for the 738M ProtGPT2).
 """
 
 import ml_collections
 
+from configs import common
 
-def _rl(*, num_samples, max_new_tokens, temperature, top_k, lr, kl_beta, steps) -> ml_collections.ConfigDict:
+
+def _sft(*, batch_size: int, steps: int, lr: float, warmup_steps: int) -> ml_collections.ConfigDict:
+    """A next-token CE phase (token mean) from the previous phase's parameters."""
     c = ml_collections.ConfigDict()
+    c.batch_size = batch_size  # sequences per step, drawn in a seeded order reshuffled each epoch
+    c.steps = steps  # optimizer steps of the phase
+    c.seed = 0  # the batch order and the step's RNG (pretrain: also the model's initialisation)
+    # AdamW, cosine to 0 after a warm-up of 10% of the steps, weight decay 0.01, clip 1.0 (SPEC §3.4).
+    c.opt = common.optimizer(
+        lr=lr, schedule="cosine", warmup_steps=warmup_steps, weight_decay=0.01, clip_norm=1.0
+    )
+    return c
+
+
+def _rl(
+    *, max_new_tokens: int, temperature: float, quantile: str, kl_beta: float, lr: float
+) -> ml_collections.ConfigDict:
+    """One RL setting: every branch x seed starts from the previous phase, its KL reference."""
+    c = ml_collections.ConfigDict()
+    c.branches = ("standard", "bon2", "bon4", "bon8")  # standard | bon<N>; tuples: --config.x="(a, b)"
+    c.seeds = (0, 1, 2)  # one run per branch and seed (the step's RNG; cond: also the prompt order)
     c.prompts_per_step = 4  # B (SPEC: 4 groups per step)
-    c.num_samples = num_samples  # M rollouts per prompt
-    c.max_new_tokens = max_new_tokens
-    c.temperature = temperature
-    c.top_k = top_k  # 0 = off (SPEC's top-k 50 exceeds our 24-token vocabulary, so it is off either way)
-    c.top_p = 1.0
-    c.steps = steps
-    c.lr = lr  # AdamW, constant, weight decay 0.01, clip 1.0 (SPEC §3.4)
-    c.kl_beta = kl_beta  # k3 KL to the frozen initial model
-    c.advantage_clip = 5.0
-    c.branches = ("standard", "bon2", "bon4", "bon8")  # tuples: overridable as --config.x="(a, b)"
-    c.seeds = (0, 1, 2)
+    c.steps = 50  # RL steps per run (SPEC 300)
+
+    c.rollout = ml_collections.ConfigDict()  # cat_jax.rl.RolloutConfig; also the evaluation's sampler
+    c.rollout.num_samples = 16  # M rollouts per prompt
+    c.rollout.max_new_tokens = max_new_tokens  # longest completion (a sample without EOS is cut here)
+    c.rollout.temperature = temperature  # SPEC §3.4's sampling temperature of the setting
+    c.rollout.top_k = 0  # 0 = off (SPEC's top-k 50 exceeds our 24-token vocabulary, so it is off either way)
+    c.rollout.top_p = 1.0  # 1 = off
+
+    # cat_jax.weights.WeightConfig of the bon<N> branches (w = N q^{N-1}, strategy "bon", n = N, no clip);
+    # the standard branch uses WeightConfig() (weights 1).
+    c.weights = ml_collections.ConfigDict()
+    c.weights.quantile = quantile  # history (reward-history pytree) | within_prompt
+    c.weights.normalize = True  # sample-level mean normalisation (SPEC §3.4)
+
+    c.advantages = ml_collections.ConfigDict()  # cat_jax.advantages.AdvantageConfig
+    c.advantages.estimator = "group"  # (r - mean) / (std + eps) within each prompt's M rollouts
+    c.advantages.eps = 1e-4  # SPEC §2.6
+    c.advantages.all_wrong_penalty = 0.0  # binary rewards only
+    c.advantages.clip = 5.0  # |advantage| cap (SPEC §3.4)
+    c.advantages.k = 1  # passk estimator only
+    c.advantages.filter_zero_variance = False  # keep groups whose rewards are all equal (advantage 0)
+
+    c.loss = ml_collections.ConfigDict()  # cat_jax.losses.PolicyLossConfig
+    c.loss.surrogate = "reinforce"  # weight x advantage x log-prob (no ratio clip)
+    c.loss.clip_ratio = 0.2  # clipped surrogate only
+    c.loss.kl_beta = kl_beta  # k3 KL to the frozen initial model
+
+    # AdamW, constant, weight decay 0.01, clip 1.0 (SPEC §3.4).
+    c.opt = common.optimizer(lr=lr, schedule="constant", weight_decay=0.01, clip_norm=1.0)
     return c
 
 
@@ -45,46 +91,34 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # The command that regenerates this run's outputs (written into every results file).
     c.command = "python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein"
     c.results_dir = "results/protein"  # where results.json, table.md and the plots go ("" = workdir/report)
-    c.progress = True
+    c.progress = True  # a progress bar per phase
 
-    c.model = ml_collections.ConfigDict()  # overrides of LlamaConfig.tiny (vocabulary: 24 characters)
-    c.model.hidden_size = 64
-    c.model.intermediate_size = 192
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 4
+    c.model = common.model()  # overrides of LlamaConfig.tiny (vocabulary: protein.tokenizer(), 24 ids)
+    c.model.hidden_size = 64  # 0.11M parameters with the 24-id vocabulary (common.model: 128)
+    c.model.intermediate_size = 192  # MLP width, 3 x hidden
 
-    c.pretrain = ml_collections.ConfigDict()  # next-token CE on BOS + sequence + EOS
-    c.pretrain.num_sequences = 16000  # pretraining_corpus(n, seed); lengths 10..40
-    c.pretrain.corpus_seed = 0
+    c.pretrain = _sft(batch_size=64, steps=300, lr=2e-3, warmup_steps=30)  # CE on BOS + sequence + EOS
+    c.pretrain.num_sequences = 16000  # pretraining_corpus(n, seed, max_len); lengths 10..max_len
+    c.pretrain.corpus_seed = 0  # which corpus is drawn
     c.pretrain.max_len = 32  # longest corpus sequence (min 10); the library default 40 costs more per RL step
-    c.pretrain.batch_size = 64
-    c.pretrain.steps = 300
-    c.pretrain.lr = 2e-3  # cosine to 0 after 50 warm-up steps
-    c.pretrain.seed = 0
 
-    c.uncond = _rl(
-        num_samples=16, max_new_tokens=40, temperature=1.2, top_k=0, lr=5e-4, kl_beta=0.3, steps=50
-    )
+    c.uncond = _rl(max_new_tokens=40, temperature=1.2, quantile="history", kl_beta=0.3, lr=5e-4)
 
-    c.cond_warmup = ml_collections.ConfigDict()  # CE on BOS + input + '>' + target + EOS, target supervised
+    # CE on BOS + input + '>' + target + EOS, the target (and EOS) supervised.
+    c.cond_warmup = _sft(batch_size=64, steps=200, lr=2e-3, warmup_steps=20)
     c.cond_warmup.num_pairs = 2000  # conditional_pairs(n, "warmup") as in SPEC
-    c.cond_warmup.batch_size = 64
-    c.cond_warmup.steps = 200
-    c.cond_warmup.lr = 2e-3
-    c.cond_warmup.seed = 0
 
-    c.cond = _rl(num_samples=16, max_new_tokens=24, temperature=1.3, top_k=0, lr=3e-4, kl_beta=0.05, steps=50)
+    c.cond = _rl(max_new_tokens=24, temperature=1.3, quantile="within_prompt", kl_beta=0.05, lr=3e-4)
     c.cond.num_train_prompts = 3000  # conditional_pairs(n, "train"); B per step drawn in a seeded order
 
-    c.eval = ml_collections.ConfigDict()
+    c.eval = ml_collections.ConfigDict()  # sampled with each setting's rollout section
     c.eval.uncond_samples = 512  # one pool per model (SPEC §3.4)
-    c.eval.uncond_ks = [1, 2, 4, 8, 16, 32, 64]
-    c.eval.cond_prompts = 150  # conditional_pairs(n, "test")
-    c.eval.cond_samples = 32
-    c.eval.cond_ks = [1, 2, 4, 8, 16, 32]
+    c.eval.uncond_ks = [1, 2, 4, 8, 16, 32, 64]  # best-of-k budgets of the unconditional table
+    c.eval.cond_prompts = 150  # held-out prompts: conditional_pairs(n, "test")
+    c.eval.cond_samples = 32  # samples per held-out prompt
+    c.eval.cond_ks = [1, 2, 4, 8, 16, 32]  # best-of-k budgets of the conditional table
     c.eval.chunk = 50  # conditional prompts per sampler call
-    c.eval.seed = 1234
+    c.eval.seed = 1234  # the sampler's key (the same pools for every model)
 
     if "smoke" in parts:
         c.command = (
@@ -96,10 +130,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
         c.pretrain.num_sequences, c.pretrain.batch_size, c.pretrain.steps = 64, 16, 2
         c.cond_warmup.num_pairs, c.cond_warmup.batch_size, c.cond_warmup.steps = 32, 16, 2
+        c.pretrain.opt.warmup_steps = c.cond_warmup.opt.warmup_steps = 1
         for rl in (c.uncond, c.cond):
-            rl.num_samples, rl.steps, rl.seeds, rl.branches = 4, 2, (0, 1), ("bon2",)
+            rl.rollout.num_samples, rl.steps, rl.seeds, rl.branches = 4, 2, (0, 1), ("bon2",)
         c.cond.seeds = (0,)  # two seeds in one setting are enough to exercise the across-seed statistics
-        c.uncond.max_new_tokens, c.cond.max_new_tokens = 16, 12
+        c.uncond.rollout.max_new_tokens, c.cond.rollout.max_new_tokens = 16, 12
         c.cond.num_train_prompts = 16
         c.eval.uncond_samples, c.eval.uncond_ks = 8, [1, 2, 4, 8]
         c.eval.cond_prompts, c.eval.cond_samples, c.eval.cond_ks, c.eval.chunk = 3, 4, [1, 2, 4], 3

@@ -1,0 +1,270 @@
+"""The protein experiment's report: results.json, table.md (the paper's Table 6 layout) and two figures.
+
+Built from the evaluated pools of ``experiments.protein`` (``{setting: {label: [(seed, workdir, pools)]}}``,
+pools = rewards and hydrophobicity ``[B, N]``) through :mod:`cat_jax.reporting` (mean ± SE across seeds,
+markdown tables, curves, figures naming their command).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cat_jax import operators, reporting
+from cat_jax.tasks import protein
+from experiments import common
+
+BRANCH_LABELS = {"standard": "Standard RL", "bon2": "BoN-2", "bon4": "BoN-4", "bon8": "BoN-8"}
+REFERENCES = {"uncond": "Pre-trained LM", "cond": "Conditional warm-up"}  # the RL runs' starting points
+TITLES = {
+    "uncond": "Unconditional (reward-history quantiles)",
+    "cond": "Conditional (within-prompt quantiles, after the conditional warm-up)",
+}
+ESTIMATORS = {
+    "with_replacement": "with replacement (the paper's metric)",
+    "without_replacement": "without replacement (unbiased, random k-subset of the pool)",
+}
+H_BINS = np.linspace(0.0, 1.0, 21)  # h is a ratio of small integers: finer bins only show aliasing
+# SPEC §5 Table 6 (ProtGPT2), expected max reward of k samples with replacement, for the side-by-side table.
+PAPER = {
+    "uncond": {
+        "ks": [1, 2, 4, 8, 16, 32, 64],
+        "Standard RL": [3.18, 4.20, 5.30, 6.54, 8.25, 10.06, 11.40],
+        "BoN-2": [7.97, 10.16, 11.41, 11.93, 12.10, 12.15, 12.16],
+        "BoN-4": [9.73, 11.33, 11.92, 12.10, 12.15, 12.16, 12.16],
+        "BoN-8": [9.82, 11.53, 12.04, 12.14, 12.16, 12.16, 12.16],
+    },
+    "cond": {
+        "ks": [1, 2, 4, 8, 16, 32],
+        "Standard RL": [7.26, 7.70, 8.02, 8.31, 8.60, 8.89],
+        "BoN-2": [5.36, 7.64, 8.84, 9.48, 9.86, 9.96],
+        "BoN-4": [5.82, 7.49, 9.05, 9.61, 9.86, 9.94],
+        "BoN-8": [5.67, 7.55, 8.96, 9.40, 9.80, 9.94],
+    },
+}
+
+
+def curves_of(rewards: np.ndarray, ks: list[int]) -> dict[str, operators.Curve]:
+    """Expected best-of-k over each prompt's pool: unbiased (no replacement) and the paper's (replacement)."""
+    r = jnp.asarray(rewards, jnp.float32)
+    return {
+        name: operators.scaling_curve(operators.best_of_k, r, ks=ks, replacement=rep)
+        for name, rep in (("without_replacement", False), ("with_replacement", True))
+    }
+
+
+def record(curve: operators.Curve) -> dict:
+    """``{"k", "mean", "se"}`` at float32 (the estimators' precision); a missing SE (one seed) is null."""
+    mean, se = np.asarray(curve.mean, np.float32), np.asarray(curve.se, np.float32)
+    return {
+        "k": [int(k) for k in curve.ks],
+        "mean": [float(v) for v in mean],
+        "se": [None if np.isnan(v) else float(v) for v in se],
+    }
+
+
+def input_dependence(h: np.ndarray, prompts: dict) -> dict:
+    """Least-squares slope and correlation of a prompt's mean output h on its input h (the target has -1)."""
+    h_in = prompts["input_hydrophobic"] / prompts["input_length"]
+    counts = np.isfinite(h).sum(-1)
+    out = np.nansum(h, axis=-1) / np.maximum(counts, 1)
+    keep = counts > 0
+    slope = np.polyfit(h_in[keep], out[keep], 1)[0]
+    return {"slope": float(slope), "corr": float(np.corrcoef(h_in[keep], out[keep])[0, 1])}
+
+
+def h_summary(h: np.ndarray, *, histogram: bool = False) -> dict:
+    """Mean h, the shares near the two reward modes and of valid samples (NaN h = invalid sample)."""
+    f = h[np.isfinite(h)]
+    out = {
+        "mean": float(f.mean()) if f.size else None,
+        "frac_low_mode_0.30_0.50": float(np.mean((f >= 0.30) & (f <= 0.50))) if f.size else None,
+        "frac_high_mode_0.65_0.85": float(np.mean((f >= 0.65) & (f <= 0.85))) if f.size else None,
+        "frac_valid": float(np.isfinite(h).mean()),
+    }
+    if histogram:
+        out["histogram"] = np.histogram(f, bins=H_BINS)[0].tolist()
+    return out
+
+
+def reward_trace(path: pathlib.Path, every: int = 10) -> list[float]:
+    """Mean training reward over consecutive windows of ``every`` steps (a compact learning curve)."""
+    r = [json.loads(line)["reward/mean"] for line in path.open() if "reward/mean" in line]
+    return [round(float(np.mean(r[i : i + every])), 3) for i in range(0, len(r), every)]
+
+
+def model_record(runs: list, *, setting: str, ks: list[int], cond_prompts: dict) -> dict:
+    """One model's entry: per-seed curves and sample statistics, the curves' mean ± SE across seeds."""
+    per_seed = []
+    for seed, wd, ev in runs:
+        rec = {name: record(c) for name, c in curves_of(ev["rewards"], ks).items()}
+        rec.update(seed=seed, mean_reward=float(ev["rewards"].mean()), h=h_summary(ev["h"]))
+        rec["frac_invalid_reward"] = float(np.mean(ev["rewards"] == protein.INVALID_REWARD))
+        fm = wd / "final_metrics.json"
+        if seed is not None and fm.exists():
+            rec["final_train_metrics"] = json.loads(fm.read_text())
+            rec["train_reward_mean"] = reward_trace(wd / "metrics.jsonl")
+        if setting == "cond":
+            rec["output_vs_input_h"] = input_dependence(ev["h"], cond_prompts)
+        per_seed.append(rec)
+    across = {
+        name: record(reporting.curve_across_runs([r[name]["mean"] for r in per_seed], ks))
+        for name in ("without_replacement", "with_replacement")
+    }
+    h = h_summary(np.concatenate([ev["h"].reshape(-1) for _, _, ev in runs]), histogram=True)
+    h["frac_invalid_reward"] = float(np.mean([r["frac_invalid_reward"] for r in per_seed]))
+    if setting == "cond":
+        h["slope_on_input_h"] = float(np.mean([r["output_vs_input_h"]["slope"] for r in per_seed]))
+    return {"seeds": len(per_seed), "across_seeds": across, "per_seed": per_seed, "h": h}
+
+
+def results(
+    config: ml_collections.ConfigDict, evals: dict, *, corpus: list[str], cond_prompts: dict, num_params: int
+) -> dict:
+    """results.json (without the wall times): every model's curves and samples, the corpus, the paper."""
+    ks = {"uncond": list(config.eval.uncond_ks), "cond": list(config.eval.cond_ks)}
+    report: dict = {"command": config.command, "config": config.to_dict(), "num_params": num_params}
+    report["pretraining_corpus_h"] = h_summary(
+        np.array([protein.hydrophobicity(s) for s in corpus]), histogram=True
+    )
+    report["h_bins"] = H_BINS.tolist()
+    report["paper_table6_with_replacement"] = PAPER
+    for setting, models in evals.items():
+        report[setting] = {
+            label: model_record(runs, setting=setting, ks=ks[setting], cond_prompts=cond_prompts)
+            for label, runs in models.items()
+        }
+    return report
+
+
+def phase_seconds(path: pathlib.Path, measured: dict, fresh: dict) -> dict:
+    """Wall seconds per phase: measured if it ran in this call, else as stored in ``path`` when it ran."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    out = {k: round(v if fresh[k] or k not in stored else stored[k], 1) for k, v in measured.items()}
+    out["total"] = round(sum(out.values()), 1)
+    common.write_json(path, out)
+    return out
+
+
+def markdown_report(report: dict) -> str:
+    """table.md: Table 6's layout (expected max reward of k samples), both estimators, the paper's rows."""
+    cfg = report["config"]
+    lines = [
+        "# Protein Best-of-N (Table 6 analogue)\n",
+        f"Regenerate with: `{report['command']}`\n",
+        f"Model: {report['num_params']:,}-parameter Llama-style protein LM pre-trained from scratch. "
+        "Numbers: "
+        "exact expected maximum reward of k samples drawn from each model's pool, mean ± SE across RL seeds "
+        "(reference rows without an RL seed show the single pool). Unconditional: one pool of "
+        f"{cfg['eval']['uncond_samples']} samples per model; conditional: mean over "
+        f"{cfg['eval']['cond_prompts']} "
+        f"held-out prompts x {cfg['eval']['cond_samples']} samples.\n",
+    ]
+    table = lambda rows, ks, first: reporting.markdown_table(
+        rows, ks, first=first, scale=1, digits=2
+    ).rstrip()
+    for setting in ("uncond", "cond"):
+        ks = cfg["eval"][f"{setting}_ks"]
+        for name, what in ESTIMATORS.items():
+            lines.append(f"\n## {TITLES[setting]}: best-of-k {what}\n")
+            rows = {
+                f"{label} ({rec['seeds']})": (
+                    rec["across_seeds"][name]["mean"],
+                    rec["across_seeds"][name]["se"],
+                )
+                for label, rec in report[setting].items()
+            }
+            lines.append(table(rows, ks, "model (seeds)"))
+        paper = PAPER[setting]
+        lines.append(f"\n### Paper (ProtGPT2, SPEC §5 Table 6), {TITLES[setting].split(' (')[0].lower()}\n")
+        rows = {label: (paper[label], [None] * len(paper["ks"])) for label in BRANCH_LABELS.values()}
+        lines.append(table(rows, paper["ks"], "model"))
+    lines.append(
+        "\n## Samples: hydrophobicity h (all seeds pooled, samples with at least one residue and no '>') "
+        "and the share of invalid samples (reward -5: shorter than the minimum length or not a protein)\n"
+    )
+    lines.append(
+        "| setting | model | mean h | share h in [0.30, 0.50] | share h in [0.65, 0.85] | share R = -5 "
+        "| slope of output h on input h (target -1) |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    c = report["pretraining_corpus_h"]
+    lines.append(
+        f"| corpus | pre-training data | {c['mean']:.3f} | {c['frac_low_mode_0.30_0.50']:.2f} | "
+        f"{c['frac_high_mode_0.65_0.85']:.2f} | 0.00 | |"
+    )
+    for setting in ("uncond", "cond"):
+        for label, rec in report[setting].items():
+            h = rec["h"]
+            lines.append(
+                f"| {setting} | {label} | {h['mean']:.3f} | {h['frac_low_mode_0.30_0.50']:.2f} | "
+                f"{h['frac_high_mode_0.65_0.85']:.2f} | {h['frac_invalid_reward']:.2f} | "
+                + (f"{h['slope_on_input_h']:.2f} |" if "slope_on_input_h" in h else "|")
+            )
+    secs = report["seconds"]
+    lines.append(
+        "\nWall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()) + ". Plots: best_of_k.png, "
+        "hydrophobicity.png; every number: results.json.\n"
+    )
+    return "\n".join(lines)
+
+
+def plot_best_of_k(report: dict, path: pathlib.Path) -> None:
+    """2 x 2 panels: unconditional / conditional x with / without replacement; SE bands across seeds."""
+    fig = reporting.new_figure((10.0, 7.5))
+    for i, setting in enumerate(("uncond", "cond")):
+        for j, name in enumerate(ESTIMATORS):
+            curves = {}
+            for label, rec in report[setting].items():
+                c = rec["across_seeds"][name]
+                se = np.array([np.nan if v is None else v for v in c["se"]])
+                curves[label] = operators.Curve(tuple(c["k"]), None, np.array(c["mean"]), se)
+            ax = fig.add_subplot(2, 2, 2 * i + j + 1)
+            reporting.draw_curves(ax, curves, dashed=tuple(REFERENCES.values()))
+            ax.set_xlabel("k (samples)")
+            ax.set_title(f"{TITLES[setting].split(' (')[0].lower()}, {name.replace('_', ' ')}")
+            ax.set_ylabel("expected max reward of k")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    reporting.save_figure(fig, path, report["command"], dpi=110)
+
+
+def plot_hydrophobicity(pools: dict, path: pathlib.Path, *, command: str) -> None:
+    """Histogram of sample hydrophobicity per model (unconditional with the reward curve; conditional)."""
+    fig = reporting.new_figure((11.0, 4.0))
+    for i, (setting, title) in enumerate((("uncond", "unconditional"), ("cond", "conditional (outputs)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for label, h in pools[setting].items():
+            f = h[np.isfinite(h)]
+            ax.hist(f, bins=H_BINS, density=True, histtype="step", linewidth=1.5, label=label)
+        if setting == "uncond":
+            grid = np.linspace(0, 1, 201)
+            twin = ax.twinx()
+            twin.plot(grid, protein.unconditional_reward_of_h(grid), color="gray", alpha=0.5, linewidth=1)
+            twin.set_ylabel("reward R(h) (gray)")
+        ax.set_xlabel("hydrophobicity h of a sample")
+        ax.set_ylabel("density")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    reporting.save_figure(fig, path, command, dpi=110)
+
+
+def write(report: dict, evals: dict, out_dir: pathlib.Path) -> None:
+    """results.json, table.md, best_of_k.png and hydrophobicity.png in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    common.write_json(out_dir / "results.json", report)
+    (out_dir / "table.md").write_text(markdown_report(report))
+    plot_best_of_k(report, out_dir / "best_of_k.png")
+    pools = {
+        setting: {
+            label: np.concatenate([ev["h"].reshape(-1) for _, _, ev in runs])
+            for label, runs in models.items()
+        }
+        for setting, models in evals.items()
+    }
+    plot_hydrophobicity(pools, out_dir / "hydrophobicity.png", command=report["command"])
