@@ -181,9 +181,10 @@ _ENC = data.PromptTargetEncoder(_TOK)
 
 def test_grain_batches():
     recs = _arith_records()
-    kw = dict(encode=_ENC, max_len=12, pad_id=0, batch_size=4, worker_count=0)
-    assert isinstance(data.batch_dataset(recs, _ENC, 12, 0, 4), grain.MapDataset)
-    first = list(data.batches(recs, seed=1, **kw))
+    kw = dict(encode=_ENC, max_len=12, pad_id=0, batch_size=4)
+    assert isinstance(data.batches(recs, _ENC, 12, 0, 4).dataset, grain.MapDataset)
+    epoch = lambda **k: list(data.batches(recs, **{**kw, **k}).iterate(num_epochs=1))
+    first = epoch(seed=1)
     assert len(first) == 3 and first[0]["tokens"].shape == (4, 12)
     b = first[0]
     i = int(b["index"][0])
@@ -192,30 +193,30 @@ def test_grain_batches():
     assert (b["labels"][0, :7] == IGNORE).all() and b["labels"][0, 7:12].tolist() == _TOK.encode(
         recs[i]["answer"], eos=True
     )
-    again = list(data.batches(recs, seed=1, **kw))
+    again = epoch(seed=1)
     assert all(np.array_equal(x["index"], y["index"]) for x, y in zip(first, again, strict=True))
-    other = list(data.batches(recs, seed=2, **kw))
+    other = epoch(seed=2)
     assert not all(np.array_equal(x["index"], y["index"]) for x, y in zip(first, other, strict=True))
     assert sorted(np.concatenate([b["index"] for b in first]).tolist()) == list(range(12))
     # Epochs: each is a full pass, reshuffled.
-    two = list(data.batches(recs, seed=1, num_epochs=2, **kw))
+    two = list(data.batches(recs, seed=1, **kw).iterate(num_epochs=2))
     assert len(two) == 6
     e1, e2 = (np.concatenate([b["index"] for b in two[s]]) for s in (slice(0, 3), slice(3, 6)))
     assert sorted(e1.tolist()) == sorted(e2.tolist()) == list(range(12)) and not np.array_equal(e1, e2)
-    forever = data.batches(recs, seed=1, num_epochs=None, **kw)
+    forever = data.batches(recs, seed=1, **kw).iterate(num_epochs=None)
     assert len([next(forever) for _ in range(7)]) == 7
     # No shuffle: file order; a selection restricts the records.
-    plain = list(data.batches(recs, shuffle=False, **kw))
+    plain = epoch(shuffle=False)
     assert np.concatenate([b["index"] for b in plain]).tolist() == list(range(12))
-    sel = list(data.batches(recs, indices=[5, 2, 9, 0], shuffle=False, **kw))
+    sel = epoch(indices=[5, 2, 9, 0], shuffle=False)
     assert len(sel) == 1 and sel[0]["index"].tolist() == [5, 2, 9, 0]
-    assert len(list(data.batches(recs, drop_remainder=False, **{**kw, "batch_size": 5}))) == 3
+    assert len(epoch(drop_remainder=False, batch_size=5)) == 3
 
 
 def test_grain_prompt_major_groups():
     recs = _arith_records()
-    kw = dict(encode=_ENC, max_len=12, pad_id=0, worker_count=0)
-    grouped = list(data.batches(recs, seed=1, group_size=4, batch_size=8, **kw))
+    kw = dict(encode=_ENC, max_len=12, pad_id=0)
+    grouped = list(data.batches(recs, seed=1, group_size=4, batch_size=8, **kw).iterate(num_epochs=1))
     assert len(grouped) == 6
     for g in grouped:
         idx = g["index"].reshape(2, 4)
@@ -225,14 +226,14 @@ def test_grain_prompt_major_groups():
     with pytest.raises(ValueError, match="multiple"):
         next(data.batches(recs, group_size=3, batch_size=4, **kw))
     with pytest.raises(ValueError, match="num_epochs"):
-        next(data.batches(recs, num_epochs=0, batch_size=4, **kw))
+        next(data.batches(recs, batch_size=4, **kw).iterate(num_epochs=0))
 
 
 def test_grain_worker_process_matches_in_process():
     recs = _arith_records()
     kw = dict(encode=_ENC, max_len=12, pad_id=0, batch_size=4, seed=3)
-    ref = list(data.batches(recs, worker_count=0, **kw))
-    got = list(data.batches(recs, worker_count=1, **kw))
+    ref = list(data.batches(recs, **kw).iterate(num_epochs=1, worker_count=0))
+    got = list(data.batches(recs, **kw).iterate(num_epochs=1, worker_count=1))
     assert len(got) == len(ref)
     for x, y in zip(ref, got, strict=True):
         for k in x:
@@ -246,7 +247,7 @@ def test_length_report():
         "fits": 1, "target_truncated": 1, "prompt_fills_window": 1,
     }  # fmt: skip
     with pytest.raises(ValueError, match="fills"):
-        list(data.batches(recs, _ENC, 9, 0, 3, shuffle=False))
+        data.batches(recs, _ENC, 9, 0, 3, shuffle=False)(0)
 
 
 def test_protein_builders_and_batches(tmp_path):
@@ -271,7 +272,7 @@ def test_protein_builders_and_batches(tmp_path):
     }
     tok = protein.tokenizer()
     enc = data.protein_encoder()
-    b = next(data.batches(srcs[0]["train"], enc, 48, tok.pad_id, 4, fields=("input", "target"), seed=0))
+    b = data.batches(srcs[0]["train"], enc, 48, tok.pad_id, 4, fields=("input", "target"), seed=0)(0)
     i, n = int(b["index"][0]), int(b["prompt_len"][0])
     rec = srcs[0]["train"][i]
     assert b["tokens"][0, :n].tolist() == tok.encode(rec["input"].decode() + ">", bos=True)
@@ -281,7 +282,7 @@ def test_protein_builders_and_batches(tmp_path):
     psrc = tfds.data_source("cat_protein", data_dir=str(tmp_path / "a"), builder_kwargs=kw(pre))
     seqs = protein.pretraining_corpus(20, seed=1)
     assert sorted(r["target"].decode() for r in _rows(psrc["train"])) == sorted(seqs[:16])
-    pb = next(data.batches(psrc["train"], enc, 48, tok.pad_id, 4, seed=0))
+    pb = data.batches(psrc["train"], enc, 48, tok.pad_id, 4, seed=0)(0)
     assert (pb["prompt_len"] == 1).all() and (pb["tokens"][:, 0] == tok.bos_id).all()
     j = int(pb["index"][0])
     assert tok.decode(pb["tokens"][0].tolist()) == psrc["train"][j]["target"].decode()
