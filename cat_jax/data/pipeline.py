@@ -58,30 +58,30 @@ def encode_record(rec: Mapping[str, Any], encode: Encoder, fields: tuple[str, st
 
 @dataclasses.dataclass(frozen=True)
 class _Example:
-    """Record index -> one example repeated ``group_size`` times (a leading group axis); picklable.
+    """Position in ``records`` -> one example (a dict of arrays); picklable.
 
     With an encoder: the SPEC §3.1 layout of the record's prompt and target (and its ``answer`` string).
     Without one: the record is already a dict of arrays (a :class:`~cat_jax.tasks.task_data.Split` row).
     """
 
     source: Any
+    records: np.ndarray
     encode: Encoder | None
     fields: tuple[str, str]
     max_len: int | None
     pad_id: int
-    group_size: int
 
-    def __call__(self, i: Any) -> dict[str, np.ndarray]:
-        i = int(i)
+    def __call__(self, position: Any) -> dict[str, np.ndarray]:
+        i = int(self.records[int(position)])
         rec = self.source[i]
         if self.encode is None:
-            ex = {k: np.asarray(v) for k, v in rec.items()}
+            ex = dict(rec)
         else:
             ex = layout(*encode_record(rec, self.encode, self.fields), self.max_len, self.pad_id)
             if "answer" in rec:
                 ex["answer"] = np.asarray(_text(rec["answer"]))
-        ex["index"] = np.asarray(i, np.int32)
-        return {k: np.stack([v] * self.group_size) for k, v in ex.items()}
+        ex["index"] = np.int32(i)
+        return ex
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +124,9 @@ class Batches:
         return self.records[self.positions(step)]
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        groups = [self.dataset[int(j)] for j in self.positions(step)]
-        return {k: np.concatenate([g[k] for g in groups]) for k in groups[0]}
+        ex = [self.dataset[int(j)] for j in self.positions(step)]
+        # Prompt-major groups: each example's group_size copies are consecutive rows.
+        return {k: np.repeat(np.stack([e[k] for e in ex]), self.group_size, axis=0) for k in ex[0]}
 
     def iterate(self, num_epochs: int | None = None, *, start: int = 0, worker_count: int = 0) -> Iterator:
         """Batches ``start, start + 1, ...`` for ``num_epochs`` epochs from step 0 (None: forever).
@@ -179,8 +180,9 @@ def batches(
     records = np.arange(len(source)) if indices is None else np.asarray(list(indices), np.int64)
     if len(records) == 0:
         raise ValueError("no records to batch (empty source or selection)")
-    ds = grain.MapDataset.source(records.tolist()).map(
-        _Example(source, encode, tuple(fields), max_len, pad_id, group_size)
+    # A range, not a source, of positions: grain monitors every read of a source (a cost per record).
+    ds = grain.MapDataset.range(len(records)).map(
+        _Example(source, records, encode, tuple(fields), max_len, pad_id)
     )
     return Batches(ds, records, batch_size, group_size, seed, shuffle, drop_remainder)
 

@@ -31,7 +31,7 @@ _BUILDER_SPLIT = {"train": "train", "eval": "test"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Split:
+class Split(Sequence):
     """One split's problems, tokenised; row ``i`` is problem ``i`` of the builder's split.
 
     ``tokens``/``labels`` ``[N, L]``: the SFT sequence (labels -100 on prompt and padding, SPEC §3.1);
@@ -53,8 +53,10 @@ class Split:
         return len(self.tokens)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        names = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
-        return {name: getattr(self, name)[i] for name in names}
+        return {name: v[i] for name in _SPLIT_FIELDS if (v := getattr(self, name)) is not None}
+
+
+_SPLIT_FIELDS = tuple(f.name for f in dataclasses.fields(Split))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +150,8 @@ def _alias(split: str, field: str) -> property:
 
 
 for _s in SPLITS:
-    for _f in dataclasses.fields(Split):
-        setattr(TaskData, f"{_s}_{_f.name}", _alias(_s, _f.name))
+    for _f in _SPLIT_FIELDS:
+        setattr(TaskData, f"{_s}_{_f}", _alias(_s, _f))
 
 
 def from_records(
