@@ -285,7 +285,16 @@ def load(task: ArithmeticTask, data_dir: str | Path | None = None) -> TaskData:
 def _read(task: ArithmeticTask, data_dir: str) -> dict[str, tuple[tuple[str, str], ...]]:
     """``(prompt, answer)`` records per split, in generation order; cached, so a second read is free."""
     builder = data.CatArithmetic(data_dir=data_dir, file_format="array_record", config=task.builder_config())
-    builder.download_and_prepare()  # a no-op once the dir holds this config and version
+    try:
+        builder.download_and_prepare()  # a no-op once the dir holds this config and version
+    except OSError:
+        # Two processes preparing one config at once: TFDS renames a finished copy into place, the second
+        # rename fails; read the winner's copy.
+        builder = data.CatArithmetic(
+            data_dir=data_dir, file_format="array_record", config=task.builder_config()
+        )
+        if not builder.is_prepared():
+            raise
     sources = builder.as_data_source()
     out = {}
     for split in SPLITS:
