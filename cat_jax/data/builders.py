@@ -243,10 +243,11 @@ class _JsonlBuilder(tfds.core.GeneratorBasedBuilder):
 class Gsm8kJsonl(_JsonlBuilder):
     """GSM8K-format jsonl (``question``, ``answer`` ending in ``#### N``) from ``manual_dir``."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {  # noqa: RUF012
         "1.0.0": "Initial release.",
         "1.1.0": "SPEC ids split:row:sha256(question)[:12]; validation report in the metadata.",
+        "1.2.0": "An empty reference answer after '####' stops the preparation (file:line).",
     }
     FIELDS = ("question", "answer")
     TEXT_FIELD = "question"
@@ -270,10 +271,11 @@ class MathJsonl(_JsonlBuilder):
     Config ``all`` keeps every valid record in file order; other configs apply :func:`select_problems`.
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {  # noqa: RUF012
         "1.0.0": "Initial release.",
         "1.1.0": "level feature; SPEC §3.1 selection configs; SPEC ids; validation report in the metadata.",
+        "1.2.0": "An empty or unparseable reference answer stops the preparation (file:line).",
     }
     BUILDER_CONFIGS = [  # noqa: RUF012
         MathConfig(name="all", description="Every valid record, file order."),

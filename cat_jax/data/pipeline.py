@@ -88,9 +88,9 @@ class _Example:
 class Batches:
     """``batches(step) -> dict`` of numpy arrays, a pure function of the step (see the module docstring).
 
-    ``dataset`` maps a position in ``records`` to one (group-repeated) example; ``records`` are the record
-    indices read (all, or a selection); ``per_epoch`` batches make an epoch (at least one: a split smaller
-    than one batch is read whole). Picklable, so :meth:`iterate` can run it in grain worker processes.
+    ``dataset`` (a grain ``MapDataset``) maps a position in ``records`` to one example; ``records`` are the
+    record indices read (all, or a selection); ``per_epoch`` batches make an epoch (at least one: a split
+    smaller than one batch is read whole). Picklable, so :meth:`iterate` can run it in grain workers.
     """
 
     dataset: grain.MapDataset
