@@ -3,11 +3,11 @@
 A task's problems are prepared once by its TFDS builder into a data dir (``array_record``), read back with
 ``tfds.data_source``, encoded with the pipeline's :class:`~cat_jax.data.PromptTargetEncoder` and laid out
 as two :class:`Split` records (``train``, ``eval``) of a :class:`TaskData`. Training batches come from
-:meth:`TaskData.batches`, the one batcher (:func:`cat_jax.data.batches`) over a split's rows.
+:meth:`TaskData.batches`, the one batcher (:func:`cat_jax.data.batches`) over a split's rows::
 
->>> td = load(ArithmeticTask("multiply", num_train=8, num_eval=2), data_dir=tmp)  # doctest: +SKIP
->>> td.train.tokens.shape, td.eval.prompts.shape, td.max_new_tokens  # doctest: +SKIP
-((8, 12), (2, 7), 5)
+    td = load(ArithmeticTask("multiply", num_train=8, num_eval=2), data_dir="/tmp/tfds")
+    td.train.tokens.shape, td.eval.prompts.shape, td.max_new_tokens  # (8, 12), (2, 7), 5
+    rows = td.batches(4, seed=0)  # rows(step): {"tokens", "labels", "prompts", ..., "index"} [4, ...]
 """
 
 from __future__ import annotations
