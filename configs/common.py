@@ -8,7 +8,7 @@ import ml_collections
 
 
 def task() -> ml_collections.ConfigDict:
-    """A synthetic arithmetic task (``experiments.common.task_data``)."""
+    """A synthetic arithmetic task (``experiments.common.task_data`` -> ``cat_jax.tasks.task_data.load``)."""
     c = ml_collections.ConfigDict()
     c.name = (
         "multiply"  # or "modular_chain"; multiply: a x b, answer = the product as 2*digits zero-padded digits
@@ -21,6 +21,9 @@ def task() -> ml_collections.ConfigDict:
     c.steps = 3  # operations per chain
     c.modulus = 97  # every step is reduced mod this; the answer has its width (2 digits for 97)
     c.max_operand = 99  # start value and operands are drawn from 0..max_operand
+    # Where CatArithmetic prepares the problems once (array_record, read back with tfds.data_source);
+    # "" = $CAT_JAX_DATA_DIR if set, else ~/.cache/cat_jax/tfds.
+    c.data_dir = ""
     return c
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.util
 import itertools
@@ -18,9 +17,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, plurality, rl, sampling, sharding, train_lib
+from cat_jax import evaluation, plurality, sampling, sharding, train_lib
 from cat_jax.models import llama
-from cat_jax.tasks import arithmetic, tokenizers
+from cat_jax.tasks import task_data as task_data_lib
+from cat_jax.tasks.task_data import TaskData
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
@@ -366,160 +366,10 @@ def _teacher_forced_log_p(apply, params, prompts, lengths, targets, tlens, tempe
 # ----------------------------------------------------------------------------- task data for experiments
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskData:
-    """Arrays an experiment needs from a verifiable task, already tokenised.
-
-    ``train_tokens``/``train_labels`` ``[N, L]`` (labels -100 on prompt and padding, SPEC §3.1), and the same
-    problems as prompts / targets for RL;
-    ``eval_prompts`` ``[B, P]`` right-padded with ``eval_lengths`` ``[B]``; ``eval_targets`` ``[B, T]``
-    (answer tokens + EOS, padded) with ``eval_target_lengths``; ``score(tokens, mask) -> Scored`` for
-    ``[B, N, L]`` completions of the eval prompts.
-    """
-
-    vocab_size: int
-    pad_id: int
-    stop_tokens: tuple[int, ...]
-    max_new_tokens: int
-    train_tokens: np.ndarray
-    train_labels: np.ndarray
-    train_prompts: np.ndarray
-    train_lengths: np.ndarray
-    train_targets: np.ndarray
-    train_target_lengths: np.ndarray
-    eval_prompts: np.ndarray
-    eval_lengths: np.ndarray
-    eval_targets: np.ndarray
-    eval_target_lengths: np.ndarray
-    # Where the task's answers form a small finite set (modular_chain: every residue), all of them as
-    # ``[C, A]`` tokens (answer + EOS) and each train problem's answer index ``[N]``: exact plurality SFT
-    # enumerates them. None where the set is too large to enumerate per step (multiply: 10^4 answers).
-    answer_tokens: np.ndarray | None = None
-    train_answer_index: np.ndarray | None = None
-
-    def candidate_batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Exact-plurality SFT batch of train problems ``idx``: every candidate answer after each prompt.
-
-        ``candidate_tokens``/``candidate_labels`` ``[b, C, P + A]`` (labels -100 off the answer) and
-        ``target [b]``, the input of ``losses.make_plurality_sft_loss_fn``; row ``target`` of a problem
-        holds exactly its ``train_tokens`` sequence.
-        """
-        if self.answer_tokens is None or self.train_answer_index is None:
-            raise ValueError(
-                "this task does not enumerate its answers; objective.strategy='plurality' needs a task with "
-                "a small finite answer set (task.name='modular_chain')"
-            )
-        prompts, lens = self.train_prompts[idx], self.train_lengths[idx]
-        a = self.answer_tokens.shape[1]
-        width = prompts.shape[1] + a
-        pos = np.arange(width)[None, :]
-        rel = pos - lens[:, None]  # [b, L] position inside the answer
-        in_answer = ((rel >= 0) & (rel < a))[:, None, :]
-        answers = np.moveaxis(self.answer_tokens[:, np.clip(rel, 0, a - 1)], 0, 1)  # [b, C, L]
-        padded = np.full((len(idx), width), self.pad_id, np.int32)
-        padded[:, : prompts.shape[1]] = prompts
-        in_prompt = (pos < lens[:, None])[:, None, :]
-        tokens = np.where(in_prompt, padded[:, None, :], np.where(in_answer, answers, self.pad_id))
-        return {
-            "candidate_tokens": tokens.astype(np.int32),
-            "candidate_labels": np.where(in_answer, answers, tokenizers.IGNORE).astype(np.int32),
-            "target": self.train_answer_index[idx].astype(np.int32),
-        }
-
-    def score(self, tokens: np.ndarray, mask: np.ndarray) -> evaluation.Scored:
-        """Exact match of each completion (up to and including EOS) with its target, as in RL training."""
-        b = tokens.shape[0]
-        scores = rl.exact_match_scores(
-            jnp.asarray(tokens),
-            jnp.asarray(mask, bool),
-            {
-                "targets": jnp.asarray(self.eval_targets),
-                "target_lengths": jnp.asarray(self.eval_target_lengths),
-                "stop_token": jnp.full((b,), self.stop_tokens[0], jnp.int32),
-            },
-        )
-        return evaluation.Scored(
-            correct=np.asarray(scores.rewards) > 0,
-            answer_ids=np.asarray(scores.answer_ids),
-            valid=np.asarray(scores.valid),
-        )
-
-
 def task_data(cfg: ml_collections.ConfigDict) -> TaskData:
-    """Build the task named ``cfg.name`` (valid: ``multiply``, ``modular_chain``)."""
-    builders = {"multiply": _multiply, "modular_chain": _modular_chain}
-    if cfg.name not in builders:
-        raise ValueError(f"task.name must be one of {sorted(builders)}, got {cfg.name!r}")
-    return builders[cfg.name](cfg)
-
-
-def _multiply(cfg: ml_collections.ConfigDict) -> TaskData:
-    """``BOS a x b =`` -> the product as exactly 2·digits zero-padded digits, then EOS (EXPERIMENTS.md)."""
-    pool = arithmetic.multiplication_problems(int(cfg.digits))
-    need = int(cfg.num_train) + int(cfg.num_eval)
-    if need > len(pool):
-        raise ValueError(
-            f"num_train + num_eval = {need} exceeds the {len(pool)} distinct {cfg.digits}-digit problems"
-        )
-    train, held = arithmetic.split_problems(pool, int(cfg.num_train), int(cfg.num_eval), seed=int(cfg.seed))
-    return _answer_only(train, held, tokenizers.CharTokenizer(arithmetic.ALPHABETS["multiplication"]))
-
-
-def _modular_chain(cfg: ml_collections.ConfigDict) -> TaskData:
-    """``BOS start op v ... m<modulus> =`` -> the final value (zero-padded to the modulus width), then EOS."""
-    need = int(cfg.num_train) + int(cfg.num_eval)
-    pool = arithmetic.sample_modular_chains(
-        need,
-        steps=int(cfg.steps),
-        modulus=int(cfg.modulus),
-        max_operand=int(cfg.max_operand),
-        seed=int(cfg.seed),
-    )
-    train, held = arithmetic.split_problems(pool, int(cfg.num_train), int(cfg.num_eval), seed=int(cfg.seed))
-    tok = tokenizers.CharTokenizer(arithmetic.ALPHABETS["modular_chain"])
-    width = len(str(int(cfg.modulus) - 1))
-    answers = np.array([tok.encode(f"{v:0{width}d}", eos=True) for v in range(int(cfg.modulus))], np.int32)
-    return dataclasses.replace(
-        _answer_only(train, held, tok),
-        answer_tokens=answers,
-        train_answer_index=np.array([int(p.answer) for p in train], np.int32),
-    )
-
-
-def _answer_only(
-    train: list[arithmetic.Problem], held: list[arithmetic.Problem], tok: tokenizers.CharTokenizer
-) -> TaskData:
-    """Prompt ``BOS + prompt``, target ``answer + EOS``, right-padded to the longest of the task."""
-    prompts = [tok.encode(p.prompt, bos=True) for p in (*train, *held)]
-    targets = [tok.encode(p.answer, eos=True) for p in (*train, *held)]
-    p_max, t_max = max(map(len, prompts)), max(map(len, targets))
-
-    def pad(rows: list[list[int]], width: int) -> np.ndarray:
-        out = np.full((len(rows), width), tok.pad_id, np.int32)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = r
-        return out
-
-    seqs = [tokenizers.layout(p, t, p_max + t_max, tok.pad_id) for p, t in zip(prompts, targets, strict=True)]
-    tokens = np.stack([s["tokens"] for s in seqs])
-    labels = np.stack([s["labels"] for s in seqs])
-    p_arr, t_arr = pad(prompts, p_max), pad(targets, t_max)
-    p_len = np.array([len(p) for p in prompts], np.int32)
-    t_len = np.array([len(t) for t in targets], np.int32)
-    tr, ev = slice(0, len(train)), slice(len(train), len(train) + len(held))
-    return TaskData(
-        vocab_size=tok.vocab_size,
-        pad_id=tok.pad_id,
-        stop_tokens=(tok.eos_id,),
-        max_new_tokens=t_max,
-        train_tokens=tokens[tr],
-        train_labels=labels[tr],
-        train_prompts=p_arr[tr],
-        train_lengths=p_len[tr],
-        train_targets=t_arr[tr],
-        train_target_lengths=t_len[tr],
-        eval_prompts=p_arr[ev],
-        eval_lengths=p_len[ev],
-        eval_targets=t_arr[ev],
-        eval_target_lengths=t_len[ev],
-    )
+    """The task named ``cfg.name`` (``multiply``, ``modular_chain``), prepared in ``cfg.data_dir`` once."""
+    if cfg.name not in task_data_lib.TASKS:
+        raise ValueError(f"task.name must be one of {sorted(task_data_lib.TASKS)}, got {cfg.name!r}")
+    fields = ("digits", "num_train", "num_eval", "seed", "steps", "modulus", "max_operand")
+    task = task_data_lib.ArithmeticTask(str(cfg.name), **{f: int(cfg[f]) for f in fields})
+    return task_data_lib.load(task, data_dir=cfg.get("data_dir") or None)

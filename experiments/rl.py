@@ -17,9 +17,7 @@ import functools
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,28 +26,6 @@ from cat_jax import losses, rl, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from experiments import cli, common
-
-
-def _prompt_batches(data: common.TaskData, *, prompts_per_step: int, seed: int):
-    """``batches(step)``: B prompts with their targets, a function of the step (reshuffled each epoch)."""
-    n = data.train_prompts.shape[0]
-    per_epoch = max(n // prompts_per_step, 1)
-    stop = np.int32(data.stop_tokens[0])
-
-    def batches(step: int):
-        epoch, i = divmod(step, per_epoch)
-        idx = np.random.default_rng([seed, epoch]).permutation(n)[
-            i * prompts_per_step : (i + 1) * prompts_per_step
-        ]
-        return {
-            "prompts": jnp.asarray(data.train_prompts[idx]),
-            "lengths": jnp.asarray(data.train_lengths[idx]),
-            "targets": jnp.asarray(data.train_targets[idx]),
-            "target_lengths": jnp.asarray(data.train_target_lengths[idx]),
-            "stop_token": jnp.full((len(idx),), stop),
-        }
-
-    return batches
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -95,7 +71,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if loss_cfg.kl_beta > 0:
         extra["reference"] = params  # the frozen warm-up policy
     state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
-    batches = _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed))
+    rows = data.batches(int(config.prompts_per_step), seed=int(config.seed))
+    batches = lambda step: data.prompt_batch(rows(step))
     return common.train_then_evaluate(
         config,
         workdir,

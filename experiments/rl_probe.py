@@ -31,7 +31,6 @@ from cat_jax import losses, sampling, train_lib
 from cat_jax import rl as cat_rl
 from cat_jax.models import llama
 from experiments import common
-from experiments import rl as rl_exp
 
 RADII = (0.001, 0.003, 0.01, 0.03, 0.1)
 LEARNING_RATES = (1e-4, 1e-5)
@@ -49,7 +48,7 @@ def probe(warmup: pathlib.Path, seed: int, *, rollouts: int, smoke: bool = False
     graphdef, params = llama.init(model_cfg, jax.random.key(seed))
     params = common.load_params(warmup, params)
     apply = llama.decoder(graphdef)
-    batch = rl_exp._prompt_batches(data, prompts_per_step=int(cfg.prompts_per_step), seed=seed)(0)
+    batch = data.prompt_batch(data.batches(int(cfg.prompts_per_step), seed=seed)(0))
     b, p = batch["prompts"].shape
     out = sampling.sample(
         apply,

@@ -33,7 +33,7 @@ def objective_from_config(cfg: ml_collections.ConfigDict) -> losses.SFTObjective
 
 
 def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskData):
-    """The loss of ``objective`` and ``examples(idx) -> batch`` of the train problems it reads.
+    """The loss of ``objective`` and ``examples(rows) -> batch`` of a batch of train rows it reads.
 
     ``strategy="plurality"`` is the exact Majority-Vote objective over the task's whole answer set (every
     candidate answer is scored after each prompt, so only tasks with a small finite answer set run it);
@@ -48,24 +48,9 @@ def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskDa
             )
         data.candidate_batch(np.arange(1))  # a task without an enumerated answer set fails here, not mid-run
         loss = losses.make_plurality_sft_loss_fn(apply, n=int(cfg.n))
-        return loss, lambda idx: {k: jnp.asarray(v) for k, v in data.candidate_batch(idx).items()}
+        return loss, lambda rows: {k: jnp.asarray(v) for k, v in data.candidate_batch(rows["index"]).items()}
     loss = losses.make_sft_loss_fn(apply, objective=objective_from_config(cfg))
-    return loss, lambda idx: {
-        "tokens": jnp.asarray(data.train_tokens[idx]),
-        "labels": jnp.asarray(data.train_labels[idx]),
-    }
-
-
-def _epoch_batches(examples, n: int, *, batch_size: int, seed: int):
-    """``batches(step)``: a function of the step only (reshuffled each epoch), so resumes are exact."""
-    per_epoch = max(n // batch_size, 1)
-
-    def batches(step: int):
-        epoch, i = divmod(step, per_epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        return examples(order[i * batch_size : (i + 1) * batch_size])
-
-    return batches, per_epoch
+    return loss, lambda rows: {"tokens": jnp.asarray(rows["tokens"]), "labels": jnp.asarray(rows["labels"])}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -76,10 +61,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
     apply = llama.decoder(graphdef)
     loss_fn, examples = loss_and_examples(config.objective, apply, data)
-    batches, per_epoch = _epoch_batches(
-        examples, len(data.train_tokens), batch_size=int(config.batch_size), seed=int(config.seed)
-    )
-    num_steps = math.ceil(float(config.epochs) * per_epoch)
+    rows = data.batches(int(config.batch_size), seed=int(config.seed))
+    batches = lambda step: examples(rows(step))
+    num_steps = math.ceil(float(config.epochs) * rows.per_epoch)
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
     if config.init_from:
         params = common.load_params(config.init_from, params)

@@ -41,3 +41,16 @@ try:  # hypothesis is a dev dependency; one fixed, derandomised profile keeps CI
     settings.load_profile("ci")
 except ImportError:  # pragma: no cover
     pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _task_data_dir(tmp_path_factory):
+    """One data dir per session where configs with ``task.data_dir = ""`` prepare their problems (inherited
+    by the experiment processes tests start), instead of the user's ``~/.cache/cat_jax/tfds``."""
+    old = os.environ.get("CAT_JAX_DATA_DIR")
+    os.environ["CAT_JAX_DATA_DIR"] = str(tmp_path_factory.mktemp("tfds"))
+    yield
+    if old is None:
+        os.environ.pop("CAT_JAX_DATA_DIR", None)
+    else:
+        os.environ["CAT_JAX_DATA_DIR"] = old

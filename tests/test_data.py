@@ -1,4 +1,5 @@
-"""TFDS builders on tiny prepared datasets in tmp_path, jsonl validation, SPEC §3.1 selection, grain."""
+"""TFDS builders on tiny prepared datasets in tmp_path, jsonl validation, SPEC §3.1 selection (the batcher:
+test_data_pipeline.py)."""
 
 import hashlib
 import json
@@ -6,15 +7,13 @@ import random
 import shutil
 from pathlib import Path
 
-import grain
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import DownloadConfig
 
 from cat_jax import data
 from cat_jax.tasks import protein
-from cat_jax.tasks.tokenizers import IGNORE, CharTokenizer
+from cat_jax.tasks.tokenizers import IGNORE
 
 FIXTURES = Path(__file__).parent / "data"
 
@@ -171,82 +170,25 @@ def test_math_builder_selection(tmp_path):
         _prepare(data.MathJsonl, tmp_path, manual, config=too_many)
 
 
-def _arith_records():
-    return [{"prompt": f"{a}x{a}=", "answer": f"{a * a:04d}"} for a in range(10, 22)]
+@pytest.mark.parametrize("answer", ["", " ", r"\boxed{}", r"\boxed{"])
+def test_math_empty_or_unparseable_reference_names_file_and_line(tmp_path, answer):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    rows = [{"problem": "P0?", "solution": r"\boxed{1}", "answer": "1"},
+            {"problem": "P1?", "solution": r"\boxed{2}", "answer": answer}]  # fmt: skip
+    (manual / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copy(FIXTURES / "math" / "test.jsonl", manual)
+    with pytest.raises(ValueError, match=r"train\.jsonl:2: empty or unparseable reference answer"):
+        _prepare(data.MathJsonl, tmp_path, manual)
 
 
-_TOK = CharTokenizer("0123456789x=")
-_ENC = data.PromptTargetEncoder(_TOK)
-
-
-def test_grain_batches():
-    recs = _arith_records()
-    kw = dict(encode=_ENC, max_len=12, pad_id=0, batch_size=4, worker_count=0)
-    assert isinstance(data.batch_dataset(recs, _ENC, 12, 0, 4), grain.MapDataset)
-    first = list(data.batches(recs, seed=1, **kw))
-    assert len(first) == 3 and first[0]["tokens"].shape == (4, 12)
-    b = first[0]
-    i = int(b["index"][0])
-    assert _TOK.decode(b["tokens"][0].tolist()) == recs[i]["prompt"] + recs[i]["answer"]
-    assert b["answer"][0] == recs[i]["answer"] and b["prompt_len"][0] == 7
-    assert (b["labels"][0, :7] == IGNORE).all() and b["labels"][0, 7:12].tolist() == _TOK.encode(
-        recs[i]["answer"], eos=True
-    )
-    again = list(data.batches(recs, seed=1, **kw))
-    assert all(np.array_equal(x["index"], y["index"]) for x, y in zip(first, again, strict=True))
-    other = list(data.batches(recs, seed=2, **kw))
-    assert not all(np.array_equal(x["index"], y["index"]) for x, y in zip(first, other, strict=True))
-    assert sorted(np.concatenate([b["index"] for b in first]).tolist()) == list(range(12))
-    # Epochs: each is a full pass, reshuffled.
-    two = list(data.batches(recs, seed=1, num_epochs=2, **kw))
-    assert len(two) == 6
-    e1, e2 = (np.concatenate([b["index"] for b in two[s]]) for s in (slice(0, 3), slice(3, 6)))
-    assert sorted(e1.tolist()) == sorted(e2.tolist()) == list(range(12)) and not np.array_equal(e1, e2)
-    forever = data.batches(recs, seed=1, num_epochs=None, **kw)
-    assert len([next(forever) for _ in range(7)]) == 7
-    # No shuffle: file order; a selection restricts the records.
-    plain = list(data.batches(recs, shuffle=False, **kw))
-    assert np.concatenate([b["index"] for b in plain]).tolist() == list(range(12))
-    sel = list(data.batches(recs, indices=[5, 2, 9, 0], shuffle=False, **kw))
-    assert len(sel) == 1 and sel[0]["index"].tolist() == [5, 2, 9, 0]
-    assert len(list(data.batches(recs, drop_remainder=False, **{**kw, "batch_size": 5}))) == 3
-
-
-def test_grain_prompt_major_groups():
-    recs = _arith_records()
-    kw = dict(encode=_ENC, max_len=12, pad_id=0, worker_count=0)
-    grouped = list(data.batches(recs, seed=1, group_size=4, batch_size=8, **kw))
-    assert len(grouped) == 6
-    for g in grouped:
-        idx = g["index"].reshape(2, 4)
-        assert (idx == idx[:, :1]).all() and idx[0, 0] != idx[1, 0]
-        assert (g["tokens"].reshape(2, 4, 12) == g["tokens"].reshape(2, 4, 12)[:, :1]).all()
-    assert sorted(np.concatenate([g["index"][::4] for g in grouped]).tolist()) == list(range(12))
-    with pytest.raises(ValueError, match="multiple"):
-        next(data.batches(recs, group_size=3, batch_size=4, **kw))
-    with pytest.raises(ValueError, match="num_epochs"):
-        next(data.batches(recs, num_epochs=0, batch_size=4, **kw))
-
-
-def test_grain_worker_process_matches_in_process():
-    recs = _arith_records()
-    kw = dict(encode=_ENC, max_len=12, pad_id=0, batch_size=4, seed=3)
-    ref = list(data.batches(recs, worker_count=0, **kw))
-    got = list(data.batches(recs, worker_count=1, **kw))
-    assert len(got) == len(ref)
-    for x, y in zip(ref, got, strict=True):
-        for k in x:
-            np.testing.assert_array_equal(x[k], y[k])
-
-
-def test_length_report():
-    recs = [{"prompt": "1x2=", "target": "02"}, {"prompt": "12x34=", "target": "0408"},
-            {"prompt": "1234x5678=", "target": "0"}]  # fmt: skip
-    assert data.length_report(recs, _ENC, max_len=9) == {
-        "fits": 1, "target_truncated": 1, "prompt_fills_window": 1,
-    }  # fmt: skip
-    with pytest.raises(ValueError, match="fills"):
-        list(data.batches(recs, _ENC, 9, 0, 3, shuffle=False))
+def test_gsm8k_empty_reference_names_file_and_line(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "train.jsonl").write_text(json.dumps({"question": "q", "answer": "so\n#### , "}) + "\n")
+    shutil.copy(FIXTURES / "gsm8k" / "test.jsonl", manual)
+    with pytest.raises(ValueError, match=r"train\.jsonl:1: empty reference answer after '####'"):
+        _prepare(data.Gsm8kJsonl, tmp_path, manual)
 
 
 def test_protein_builders_and_batches(tmp_path):
@@ -271,7 +213,7 @@ def test_protein_builders_and_batches(tmp_path):
     }
     tok = protein.tokenizer()
     enc = data.protein_encoder()
-    b = next(data.batches(srcs[0]["train"], enc, 48, tok.pad_id, 4, fields=("input", "target"), seed=0))
+    b = data.batches(srcs[0]["train"], enc, 48, tok.pad_id, 4, fields=("input", "target"), seed=0)(0)
     i, n = int(b["index"][0]), int(b["prompt_len"][0])
     rec = srcs[0]["train"][i]
     assert b["tokens"][0, :n].tolist() == tok.encode(rec["input"].decode() + ">", bos=True)
@@ -281,7 +223,7 @@ def test_protein_builders_and_batches(tmp_path):
     psrc = tfds.data_source("cat_protein", data_dir=str(tmp_path / "a"), builder_kwargs=kw(pre))
     seqs = protein.pretraining_corpus(20, seed=1)
     assert sorted(r["target"].decode() for r in _rows(psrc["train"])) == sorted(seqs[:16])
-    pb = next(data.batches(psrc["train"], enc, 48, tok.pad_id, 4, seed=0))
+    pb = data.batches(psrc["train"], enc, 48, tok.pad_id, 4, seed=0)(0)
     assert (pb["prompt_len"] == 1).all() and (pb["tokens"][:, 0] == tok.bos_id).all()
     j = int(pb["index"][0])
     assert tok.decode(pb["tokens"][0].tolist()) == psrc["train"][j]["target"].decode()

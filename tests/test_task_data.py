@@ -1,18 +1,32 @@
-"""experiments.common.task_data: multiplication bit-identical to the old construction; modular chains."""
+"""cat_jax.tasks.task_data via experiments.common.task_data: bit-identical to the old in-memory construction.
+
+The experiments' problems now come from ``CatArithmetic`` records prepared in a data dir and read back with
+``tfds.data_source``; the arrays and the batches of every step must equal what the old construction gave
+(frozen copies below, and SHA-256 digests measured with the old code), so results/ numbers do not change.
+"""
 
 import hashlib
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from cat_jax.tasks import arithmetic
-from configs import common
+from cat_jax.tasks import task_data as td_lib
+from cat_jax.tasks.tokenizers import CharTokenizer, layout
+from configs import common as config_common
 from experiments import common
 
-# TaskData's array fields in declaration order (the order the checksums below were taken in).
+# TaskData's flat array names in the old declaration order (the order the checksums below were taken in).
 ARRAYS = ("train_tokens", "train_labels", "train_prompts", "train_lengths", "train_targets",
           "train_target_lengths", "eval_prompts", "eval_lengths", "eval_targets",
           "eval_target_lengths")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One prepared data dir for every test of the session (each task config is prepared once)."""
+    return str(tmp_path_factory.mktemp("tfds"))
 
 
 def _frozen_multiply(digits: int, num_train: int, num_eval: int, seed: int) -> dict:
@@ -40,6 +54,53 @@ def _frozen_multiply(digits: int, num_train: int, num_eval: int, seed: int) -> d
     )  # fmt: skip
 
 
+def _frozen_answer_only(train, held, tok) -> dict:
+    """Verbatim copy of experiments/common.py ``_answer_only`` + ``_modular_chain`` before TaskData moved."""
+    prompts = [tok.encode(p.prompt, bos=True) for p in (*train, *held)]
+    targets = [tok.encode(p.answer, eos=True) for p in (*train, *held)]
+    p_max, t_max = max(map(len, prompts)), max(map(len, targets))
+
+    def pad(rows, width):
+        out = np.full((len(rows), width), tok.pad_id, np.int32)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    seqs = [layout(p, t, p_max + t_max, tok.pad_id) for p, t in zip(prompts, targets, strict=True)]
+    tokens, labels = np.stack([s["tokens"] for s in seqs]), np.stack([s["labels"] for s in seqs])
+    p_arr, t_arr = pad(prompts, p_max), pad(targets, t_max)
+    p_len = np.array([len(p) for p in prompts], np.int32)
+    t_len = np.array([len(t) for t in targets], np.int32)
+    tr, ev = slice(0, len(train)), slice(len(train), len(train) + len(held))
+    return dict(
+        vocab_size=tok.vocab_size, pad_id=tok.pad_id, stop_tokens=(tok.eos_id,), max_new_tokens=t_max,
+        train_tokens=tokens[tr], train_labels=labels[tr], train_prompts=p_arr[tr], train_lengths=p_len[tr],
+        train_targets=t_arr[tr], train_target_lengths=t_len[tr], eval_prompts=p_arr[ev],
+        eval_lengths=p_len[ev], eval_targets=t_arr[ev], eval_target_lengths=t_len[ev],
+    )  # fmt: skip
+
+
+def _frozen_modular_chain(c) -> dict:
+    pool = arithmetic.sample_modular_chains(
+        int(c.num_train) + int(c.num_eval), steps=int(c.steps), modulus=int(c.modulus),
+        max_operand=int(c.max_operand), seed=int(c.seed),
+    )  # fmt: skip
+    train, held = arithmetic.split_problems(pool, int(c.num_train), int(c.num_eval), seed=int(c.seed))
+    tok = CharTokenizer(arithmetic.ALPHABETS["modular_chain"])
+    width = len(str(int(c.modulus) - 1))
+    answers = np.array([tok.encode(f"{v:0{width}d}", eos=True) for v in range(int(c.modulus))], np.int32)
+    out = _frozen_answer_only(train, held, tok)
+    return {**out, "answer_tokens": answers,
+            "train_answer_index": np.array([int(p.answer) for p in train], np.int32)}  # fmt: skip
+
+
+def _frozen_batch_order(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Verbatim order of the old experiments/sft.py ``_epoch_batches`` and rl.py ``_prompt_batches``."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, i = divmod(step, per_epoch)
+    return np.random.default_rng([seed, epoch]).permutation(n)[i * batch_size : (i + 1) * batch_size]
+
+
 def _digest(get) -> str:
     h = hashlib.sha256()
     for name in ("vocab_size", "pad_id", "stop_tokens", "max_new_tokens"):
@@ -47,6 +108,15 @@ def _digest(get) -> str:
     for name in ARRAYS:
         v = np.asarray(get(name))
         h.update(f"{name}{v.dtype}{v.shape}".encode() + np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def _digest_sorted(arrays: dict) -> str:
+    """SHA-256 over arrays by sorted name (the scheme of the digests measured with the old code)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        v = np.asarray(arrays[k])
+        h.update(f"{k}{v.dtype}{v.shape}".encode() + np.ascontiguousarray(v).tobytes())
     return h.hexdigest()
 
 
@@ -60,17 +130,87 @@ CASES = [
      "5e5cbc03dabc632eb2016b166cace26233e920de51d3770bd82f9a7642ffc829"),
 ]  # fmt: skip
 
+# Measured with the old in-memory construction (commit d9a97bb) for the configs the results/ came from:
+# every array incl. answer_tokens / train_answer_index (sorted-name digest), and the batch at one step past
+# the first epoch boundary (run seed 1): SFT tokens/labels, RL prompt batch, plurality candidates.
+CONFIGS = {  # spec -> (digest of every array, {batch kind: the step whose batch digest is pinned})
+    "configs/sft/arith.py:warmup": (
+        "001455fa47fb6f430a86a584ab72557cb8fee13866b80555f16afbb14b474953",
+        {"sft": 32},
+    ),
+    "configs/sft/arith.py:warmup,smoke": (
+        "70bdec995a8c2fd86c4ea6db8279cfd5b47929a9721ff03112c25a6b6c5605a0",
+        {"sft": 5},
+    ),
+    "configs/rl/arith.py:standard": (
+        "001455fa47fb6f430a86a584ab72557cb8fee13866b80555f16afbb14b474953",
+        {"rl": 126},
+    ),
+    "configs/rl/arith.py:standard,smoke": (
+        "518de40c19ae70a0991a5dceb6cfbb655c2ba26eee1294e1e9f4593b32712f60",
+        {"rl": 9},
+    ),
+    "configs/sft/modchain.py:warmup": (
+        "74eb270bc0d74da26e3921f8113f4342bff35cad02bf4f9259d2ede53131ae7c",
+        {"sft": 32, "candidates": 32},
+    ),
+    "configs/sft/modchain.py:warmup,smoke": (
+        "f00ffd5654b4c834050a8d1f02f0fcbffb031821268e33cb03e6172c1ed8230d",
+        {"sft": 5, "candidates": 5},
+    ),
+}
+BATCH_DIGESTS = {
+    (
+        "configs/sft/arith.py:warmup",
+        "sft",
+    ): "0b71331b2a1b810972d54bfa56829a1c0a0dab3439bc485de216d48381bdb26b",
+    (
+        "configs/sft/arith.py:warmup,smoke",
+        "sft",
+    ): "85d0cfac453cd2312d2a8c810c75f8043d632d651625f574876b662c0a26afa8",
+    (
+        "configs/rl/arith.py:standard",
+        "rl",
+    ): "5ed4fdd4d3dca6fb433ed46d60d75ed092ca32a21ba64471dbb2a73e9c6a8bf6",
+    (
+        "configs/rl/arith.py:standard,smoke",
+        "rl",
+    ): "a7890a70c01a8c9c772d42fcd52c8a29768d65aaa4340a7fcb122a7133876fce",
+    (
+        "configs/sft/modchain.py:warmup",
+        "sft",
+    ): "26ca3887cdcb56eb858967aa3080db639606d92ab3e46c1f604ed1dc5e789250",
+    (
+        "configs/sft/modchain.py:warmup",
+        "candidates",
+    ): "a8317d531bf8bd380d8e326d850cc7ebd96efe5c6824c3ad49444c8914a965da",
+    (
+        "configs/sft/modchain.py:warmup,smoke",
+        "sft",
+    ): "6dedcfe82980e9948ccf99c337e66194a80061d148bc9ccdc3424e194ecf1369",
+    (
+        "configs/sft/modchain.py:warmup,smoke",
+        "candidates",
+    ): "c3abbacd6a89b1d01d1ccb37d591f421d4ae3d9268a5611418bdf404af0ccf3d",
+}
 
-def _cfg(**kw):
-    c = common.task()
+
+def _cfg(data_dir, **kw):
+    c = config_common.task()
+    c.data_dir = data_dir
     for k, v in kw.items():
         c[k] = v
     return c
 
 
+def _arrays(td) -> dict:
+    names = (*ARRAYS, "answer_tokens", "train_answer_index")
+    return {n: getattr(td, n) for n in names if getattr(td, n) is not None}
+
+
 @pytest.mark.parametrize(("kw", "sha"), CASES)
-def test_multiply_bit_identical_to_frozen_construction(kw, sha):
-    c = _cfg(**kw)
+def test_multiply_bit_identical_to_frozen_construction(kw, sha, data_dir):
+    c = _cfg(data_dir, **kw)
     td = common.task_data(c)
     frozen = _frozen_multiply(int(c.digits), int(c.num_train), int(c.num_eval), int(c.seed))
     for name, want in frozen.items():
@@ -82,18 +222,69 @@ def test_multiply_bit_identical_to_frozen_construction(kw, sha):
             assert got == want, name
     assert _digest(lambda n: frozen[n]) == sha
     assert _digest(lambda n: getattr(td, n)) == sha
+    # The flat names read the split records.
+    np.testing.assert_array_equal(td.eval.prompts, td.eval_prompts)
+    assert td.split("train") is td.train and len(td.train) == int(c.num_train)
 
 
-def test_modular_chain_task():
-    c = _cfg(name="modular_chain", num_train=40, num_eval=10, steps=2, modulus=13, max_operand=20, seed=5)
+@pytest.mark.parametrize("spec", sorted(CONFIGS))
+def test_experiment_configs_bit_identical(spec, data_dir):
+    """Arrays and batches across epoch boundaries equal the old construction for every study config."""
+    cfg = common.load_config(spec, {"task.data_dir": data_dir})
+    td = common.task_data(cfg.task)
+    frozen = (
+        _frozen_modular_chain(cfg.task)
+        if cfg.task.name == "modular_chain"
+        else _frozen_multiply(*(int(cfg.task[k]) for k in ("digits", "num_train", "num_eval", "seed")))
+    )
+    got = _arrays(td)
+    assert set(got) == {k for k, v in frozen.items() if isinstance(v, np.ndarray)}
+    for name, want in frozen.items():
+        if isinstance(want, np.ndarray):
+            assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+        else:
+            assert getattr(td, name) == want, name
+    sha, kinds = CONFIGS[spec]
+    assert _digest_sorted(got) == sha
+    size = int(cfg.prompts_per_step) if "rl" in kinds else int(cfg.batch_size)
+    n = len(td.train)
+    for seed in (0, 1):
+        rows = td.batches(size, seed=seed)
+        per = rows.per_epoch
+        assert per == max(n // size, 1)
+        for step in sorted({0, 1, per - 1, per, per + 1, 3 * per + 2}):
+            idx = _frozen_batch_order(n, size, seed, step)
+            b = rows(step)
+            np.testing.assert_array_equal(b["index"], idx)
+            np.testing.assert_array_equal(rows.indices(step), idx)
+            np.testing.assert_array_equal(b["tokens"], frozen["train_tokens"][idx])
+            np.testing.assert_array_equal(b["labels"], frozen["train_labels"][idx])
+            batch = {
+                "sft": lambda b=b: {"tokens": b["tokens"], "labels": b["labels"]},
+                "rl": lambda b=b: td.prompt_batch(b),
+                "candidates": lambda b=b: td.candidate_batch(b["index"]),
+            }
+            if "rl" in kinds:
+                rl = td.prompt_batch(b)
+                np.testing.assert_array_equal(rl["prompts"], frozen["train_prompts"][idx])
+                np.testing.assert_array_equal(rl["targets"], frozen["train_targets"][idx])
+                assert rl["stop_token"].dtype == np.int32 and (np.asarray(rl["stop_token"]) == 2).all()
+            if seed == 1:
+                for kind, at in kinds.items():
+                    if step == at:
+                        assert _digest_sorted(batch[kind]()) == BATCH_DIGESTS[spec, kind], kind
+
+
+def test_modular_chain_task(data_dir):
+    c = _cfg(data_dir, name="modular_chain", num_train=40, num_eval=10, steps=2, modulus=13, max_operand=20,
+             seed=5)  # fmt: skip
     td = common.task_data(c)
     again = common.task_data(c)
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(td, name), getattr(again, name))
     pool = arithmetic.sample_modular_chains(50, steps=2, modulus=13, max_operand=20, seed=5)
     train, held = arithmetic.split_problems(pool, 40, 10, seed=5)
-    from cat_jax.tasks.tokenizers import CharTokenizer
-
     tok = CharTokenizer(arithmetic.ALPHABETS["modular_chain"])
     assert td.vocab_size == tok.vocab_size and td.pad_id == 0 and td.stop_tokens == (2,)
     # Answer-only targets: the two answer digits (modulus 13 -> width 2) and EOS.
@@ -115,10 +306,13 @@ def test_modular_chain_task():
     assert len(set(map(bytes, td.eval_prompts))) == 10
     # The verifier agrees with the targets the RL reward compares against.
     assert all(arithmetic.check(p, tok.decode(td.eval_targets[i].tolist())) for i, p in enumerate(held))
+    assert td.eval.answer_index.tolist() == [int(p.answer) for p in held]
 
 
-def test_candidate_batch_enumerates_every_answer():
-    td = common.task_data(_cfg(name="modular_chain", num_train=30, num_eval=5, steps=2, modulus=13, seed=1))
+def test_candidate_batch_enumerates_every_answer(data_dir):
+    td = common.task_data(
+        _cfg(data_dir, name="modular_chain", num_train=30, num_eval=5, steps=2, modulus=13, seed=1)
+    )
     idx = np.array([4, 0, 17])
     b = td.candidate_batch(idx)
     assert b["candidate_tokens"].shape == (3, 13, td.train_tokens.shape[1]) == b["candidate_labels"].shape
@@ -136,11 +330,45 @@ def test_candidate_batch_enumerates_every_answer():
         np.testing.assert_array_equal(b["candidate_tokens"][row, t], td.train_tokens[i])
         np.testing.assert_array_equal(b["candidate_labels"][row, t], td.train_labels[i])
     with pytest.raises(ValueError, match="plurality"):
-        common.task_data(_cfg(num_train=20, num_eval=5)).candidate_batch(idx)
+        common.task_data(_cfg(data_dir, num_train=20, num_eval=5)).candidate_batch(idx)
 
 
-def test_task_data_errors():
+def test_records_in_generation_order_and_prepared_once(data_dir, monkeypatch):
+    c = _cfg(data_dir, num_train=24, num_eval=6, seed=7)
+    td = common.task_data(c)
+    train, held = arithmetic.split_problems(arithmetic.multiplication_problems(2), 24, 6, seed=7)
+    task = td_lib.ArithmeticTask("multiply", num_train=24, num_eval=6, seed=7)
+    src = tfds.data_source(
+        "cat_arithmetic",
+        data_dir=data_dir,
+        builder_kwargs={"file_format": "array_record", "config": task.builder_config()},
+    )
+    assert [src["train"][i]["prompt"].decode() for i in range(24)] == [p.prompt for p in train]
+    assert [src["test"][i]["answer"].decode() for i in range(6)] == [p.answer for p in held]
+    # A second call reads the cache; a fresh process reads the prepared dir without generating again.
+    hits = td_lib._read.cache_info().hits
+    common.task_data(c)
+    assert td_lib._read.cache_info().hits == hits + 1
+    td_lib._read.cache_clear()
+    monkeypatch.setattr(arithmetic, "multiplication_problems", lambda *a: pytest.fail("regenerated"))
+    np.testing.assert_array_equal(common.task_data(c).train.tokens, td.train.tokens)
+
+
+def test_default_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAT_JAX_DATA_DIR", str(tmp_path / "d"))
+    assert td_lib.default_data_dir() == tmp_path / "d"
+    monkeypatch.delenv("CAT_JAX_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert td_lib.default_data_dir() == tmp_path / "cache" / "cat_jax" / "tfds"
+
+
+def test_task_data_errors(data_dir):
     with pytest.raises(ValueError, match=r"task\.name must be one of"):
-        common.task_data(_cfg(name="nope"))
+        common.task_data(_cfg(data_dir, name="nope"))
     with pytest.raises(ValueError, match="exceeds"):
-        common.task_data(_cfg(digits=1, num_train=80, num_eval=2))
+        common.task_data(_cfg(data_dir, digits=1, num_train=80, num_eval=2))
+    with pytest.raises(ValueError, match="name must be one of"):
+        td_lib.ArithmeticTask("division")
+    td = common.task_data(_cfg(data_dir, num_train=32, num_eval=4))
+    with pytest.raises(ValueError, match=r"split must be one of \['train', 'eval'\], got 'test'"):
+        td.split("test")

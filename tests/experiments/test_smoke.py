@@ -180,7 +180,7 @@ def test_exact_majority_at_k_is_the_sampled_estimators_expectation():
     assert stopped.any(axis=1).all()
     tl = mask[np.arange(b), first].sum(-1).astype(np.int32)
     targets = np.where(np.arange(length)[None] < tl[:, None], tokens[np.arange(b), first], 0).astype(np.int32)
-    data = dataclasses.replace(data, eval_targets=targets, eval_target_lengths=tl)
+    data = dataclasses.replace(data, eval=dataclasses.replace(data.eval, targets=targets, target_lengths=tl))
 
     maj = common.exact_majority_at_k(apply, params, data, temperatures=[1.0, 0.5], ks=[1, 4, 16])
     exact = common.exact_pass_at_k(apply, params, data, temperatures=[1.0, 0.5], ks=[1])
