@@ -42,15 +42,10 @@ def _rewards(rewards, *, min_m: int = 1) -> Array:
     return r
 
 
-def is_concrete(x) -> bool:
-    """True when ``x`` can be inspected on the host (not a tracer inside jit/grad/vmap)."""
-    return not isinstance(x, jax.core.Tracer)
-
-
 def check_binary(name: str, x, *, why: str) -> Array:
     """Reject non-0/1 values eagerly when ``x`` is concrete; return a traced "all binary" flag for jit."""
     x = jnp.asarray(x)
-    if is_concrete(x):
+    if nx.is_concrete(x):
         v = np.asarray(jax.device_get(x), dtype=np.float64)
         bad = (v != 0) & (v != 1)
         if bad.any():
@@ -174,7 +169,7 @@ def within_prompt_quantiles(rewards: Real[ArrayLike, "*b m"]) -> Float[Array, "*
     [[0.25, 0.25, 0.75]]
     """
     r = _rewards(rewards)
-    if is_concrete(r) and not bool(jnp.all(jnp.isfinite(r))):  # NaN compares False: it would rank silently
+    if nx.is_concrete(r) and not bool(jnp.all(jnp.isfinite(r))):  # NaN compares False: it would rank silently
         raise ValueError(f"rewards must be finite to rank them, got {r[~jnp.isfinite(r)][:5]}")
     m = r.shape[-1]
     lower = jnp.sum(r[..., None, :] < r[..., :, None], axis=-1)

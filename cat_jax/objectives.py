@@ -29,7 +29,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from cat_jax import numerics as nx
 
-REDUCTIONS = ("none", "mean", "sum")
+REDUCTIONS = nx.REDUCTIONS
 
 
 # ----------------------------------------------------------------------------- validation
@@ -42,15 +42,6 @@ def _budget(n) -> int:
 def _threshold(n, k) -> tuple[int, int]:
     n = _budget(n)
     return n, nx.check_int("k", k, minimum=1, maximum=n)
-
-
-def _reduce(x: Array, reduction: str) -> Array:
-    nx.check_choice("reduction", reduction, REDUCTIONS)
-    if reduction == "mean":
-        return jnp.mean(x)
-    if reduction == "sum":
-        return jnp.sum(x)
-    return x
 
 
 def _check_unit(name: str, x: ArrayLike) -> None:
@@ -172,7 +163,7 @@ def passn_sft_loss(
     1.341973
     """
     nx.check_choice("reduction", reduction, REDUCTIONS)
-    return _reduce(-passn_log_probability(log_p, n=n, validate=validate), reduction)
+    return nx.reduce(-passn_log_probability(log_p, n=n, validate=validate), reduction)
 
 
 def _passn_sft_weight_logs(lp, l1m, log_s, n):
@@ -374,7 +365,7 @@ def majority_sft_loss(
     0.911637
     """
     nx.check_choice("reduction", reduction, REDUCTIONS)
-    return _reduce(-majority_log_probability(log_p, n=n, k=k, validate=validate), reduction)
+    return nx.reduce(-majority_log_probability(log_p, n=n, k=k, validate=validate), reduction)
 
 
 def _majority_sft_weight_logs(lp, l1m, n, k):
@@ -601,7 +592,7 @@ def from_success_fn(
 
     def sft_loss(log_p, reduction="mean", validate=False):
         nx.check_choice("reduction", reduction, REDUCTIONS)
-        return _reduce(-log_probability(log_p, validate=validate), reduction)
+        return nx.reduce(-log_probability(log_p, validate=validate), reduction)
 
     def sft_weight(p, validate=False):
         p = _prob_input(p, validate)

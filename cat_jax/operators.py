@@ -54,14 +54,10 @@ TIES = ("first", "fail")
 # ----------------------------------------------------------------------------- validation
 
 
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
-
-
 def _want_checks(validate, *xs) -> bool:
     """Value checks run if asked (inputs must then be concrete) or, by default, whenever they are concrete."""
     if validate is None:
-        return _is_concrete(*xs)
+        return nx.is_concrete(*xs)
     if validate:
         for x in xs:
             nx.concrete("every array argument", x)
@@ -126,7 +122,7 @@ def _clusters_host(ids: Array, valid: Array, correct: Array | None) -> int:
 
 def _binary(name: str, x: Array) -> Array:
     """Verifier outcomes: booleans, or numbers exactly 0/1 (checked when concrete; 0.3 is never rounded)."""
-    if x.dtype != jnp.bool_ and _is_concrete(x):
+    if x.dtype != jnp.bool_ and nx.is_concrete(x):
         v = np.asarray(jax.device_get(x))
         bad = (v != 0) & (v != 1)
         if bad.any():

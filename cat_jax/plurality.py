@@ -123,8 +123,8 @@ def plurality_win_probability(
         raise ValueError(
             f"target must be an integer array of shape {p.shape[:1]}, got {tgt.dtype}{tgt.shape}"
         )
-    check = validate if validate is not None else not isinstance(p, jax.core.Tracer)
-    if check and not isinstance(tgt, jax.core.Tracer):
+    check = validate if validate is not None else nx.is_concrete(p)
+    if check and nx.is_concrete(tgt):
         v = nx.concrete("probs", p)
         if not ((v >= 0).all() and (v.sum(-1) <= 1 + 1e-5).all()):
             raise ValueError(
@@ -156,11 +156,7 @@ def majority_exact_sft_loss(
     >>> round(float(majority_exact_sft_loss(lp, jnp.array([0]), n=3)), 4)
     0.3285
     """
-    nx.check_choice("reduction", reduction, ("none", "mean", "sum"))
+    nx.check_choice("reduction", reduction, nx.REDUCTIONS)
     lp = nx.as_float(log_probs)
     loss = -jnp.log(plurality_win_probability(jnp.exp(lp), target, n=n, ties=ties, validate=False))
-    if reduction == "mean":
-        return jnp.mean(loss)
-    if reduction == "sum":
-        return jnp.sum(loss)
-    return loss
+    return nx.reduce(loss, reduction)
