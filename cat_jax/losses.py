@@ -275,32 +275,6 @@ def make_rl_loss_fn(apply_fn: ApplyFn, *, config: PolicyLossConfig) -> LossFn:
     return loss_fn
 
 
-def weighted_policy_loss(
-    log_probs: Float[Array, "*b"],
-    advantages: Float[ArrayLike, "*b"],
-    weights: Float[ArrayLike, "*b"],
-    *,
-    reduction: str = "mean",
-) -> Float[Array, "..."]:
-    r"""``-reduce(sg[A w] log p)`` (SPEC §2.4): the bare weighted policy-gradient term, no ratio or KL.
-
-    >>> loss = lambda lp: weighted_policy_loss(lp, jnp.array([2.0]), jnp.array([3.0]))
-    >>> float(jax.grad(loss)(jnp.zeros(1))[0])
-    -6.0
-    """
-    nx.check_choice("reduction", reduction, obj.REDUCTIONS)
-    for name, x in (("advantages", advantages), ("weights", weights)):
-        if jnp.shape(x) != log_probs.shape:
-            raise ValueError(f"{name} must have the log_probs' shape {log_probs.shape}, got {jnp.shape(x)}")
-    a = jax.lax.stop_gradient(jnp.asarray(advantages) * jnp.asarray(weights)).astype(log_probs.dtype)
-    per = -a * log_probs
-    if reduction == "mean":
-        return jnp.mean(per)
-    if reduction == "sum":
-        return jnp.sum(per)
-    return per
-
-
 # ----------------------------------------------------------------------------- exact plurality SFT
 
 
@@ -351,5 +325,4 @@ __all__ = [
     "sft_loss",
     "sft_sequence_losses",
     "token_log_probs",
-    "weighted_policy_loss",
 ]

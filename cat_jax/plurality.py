@@ -32,7 +32,6 @@ def _powers(p: Array, n: int) -> Array:
     return jnp.concatenate([jnp.ones_like(p)[..., None], jnp.cumprod(reps, axis=-1)], axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "ties"))
 def win_polynomial(
     probs: Float[Array, "b c"], p_invalid: Float[Array, " b"], target: Int[Array, " b"], *, n: int, ties: str
 ) -> Float[Array, " b"]:
@@ -89,6 +88,10 @@ def win_polynomial(
     return jnp.einsum("btq,q->b", state[..., n], weights)
 
 
+# Undecorated above so it composes inside a caller's jit; the eager entry point below runs it compiled.
+_win_polynomial = jax.jit(win_polynomial, static_argnames=("n", "ties"))
+
+
 def plurality_win_probability(
     probs: Float[ArrayLike, "b c"],
     target: Int[ArrayLike, " b"],
@@ -134,7 +137,7 @@ def plurality_win_probability(
         if ((t < 0) | (t >= p.shape[1])).any():
             raise ValueError(f"target must index one of the {p.shape[1]} answers, got {t}")
     p_inv = 1 - jnp.sum(p, axis=-1)
-    return win_polynomial(p, p_inv, tgt, n=n, ties=ties)
+    return _win_polynomial(p, p_inv, tgt, n=n, ties=ties)
 
 
 def majority_exact_sft_loss(

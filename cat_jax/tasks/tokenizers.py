@@ -1,4 +1,4 @@
-"""Tokenizers (character level, local Hugging Face ``tokenizer.json``) and the SPEC §3.1 prompt/target layout.
+"""Tokenizers (character level; a local Hugging Face ``tokenizer.json``) and the SPEC §3.1 example layout.
 
 >>> tok = CharTokenizer("0123456789x=")
 >>> ex = layout(tok.encode("1x2=", bos=True), tok.encode("02", eos=True), max_len=8, pad_id=tok.pad_id)
@@ -49,32 +49,6 @@ class CharTokenizer:
             if i >= 3:
                 out.append(self.alphabet[i - 3])
         return "".join(out)
-
-
-class ByteTokenizer(CharTokenizer):
-    """UTF-8 bytes as ids 3..258."""
-
-    def __init__(self):
-        self.alphabet = ""
-
-    @property
-    def vocab_size(self) -> int:
-        """Reserved ids plus 256 bytes."""
-        return 259
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        """UTF-8 byte ids, optionally framed by bos/eos."""
-        return [self.bos_id] * bos + [b + 3 for b in text.encode()] + [self.eos_id] * eos
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """UTF-8 text of the ids up to the first eos."""
-        out = bytearray()
-        for i in ids:
-            if i == self.eos_id:
-                break
-            if i >= 3:
-                out.append(i - 3)
-        return out.decode(errors="replace")
 
 
 class HFTokenizer:
