@@ -40,7 +40,8 @@ def same_shape(ref_name: str, ref: Array, name: str, x: ArrayLike | None) -> Arr
     return x
 
 
-def budgets(ks, n: int, name: str = "k") -> tuple[int, ...]:
+def budgets(ks, n: int | None, name: str = "k") -> tuple[int, ...]:
+    """Budgets ``ks`` (one or a sequence) as a tuple of ints in ``[1, n]`` (``n = None``: no upper bound)."""
     if not isinstance(ks, (tuple, list, range, np.ndarray)):
         ks = (ks,)
     ks = tuple(ks)

@@ -254,8 +254,9 @@ def best_of_k(
 
     Without replacement (a random ``k``-subset, the default): ``sum_i v_(i) C(i-1, k-1) / C(n, k)`` over the
     sorted rewards. ``replacement=True``: ``k`` i.i.d. draws from the empirical pool,
-    ``v_(n) - sum_{i<n} (v_(i+1) - v_(i)) (i/n)^k``, the metric of the paper's protein tables. Ties and
-    negative rewards need no special care. Cost ``O(B n log n + B n)`` per budget.
+    ``v_(n) - sum_{i<n} (v_(i+1) - v_(i)) (i/n)^k``, the metric of the paper's protein tables, defined for
+    any ``k >= 1`` (also ``k > n``; without replacement ``k <= n``). Ties and negative rewards need no
+    special care. Cost ``O(B n log n + B n)`` per budget.
 
     >>> pool = jnp.array([[-2.0, 4.0]])
     >>> best_of_k(pool, k=2, replacement=True).tolist()
@@ -263,11 +264,16 @@ def best_of_k(
     >>> best_of_k(pool, k=1).tolist()
     [1.0]
     """
+    return _bon_values(rewards, k, replacement, validate)[:, 0]
+
+
+def _bon_values(rewards, ks, replacement, validate) -> Array:
     r = pools.pool("rewards", rewards)
-    ks = pools.budgets(k, r.shape[-1])
+    # k i.i.d. draws with replacement are defined for any k >= 1; a k-subset needs k <= n.
+    ks = pools.budgets(ks, None if replacement else r.shape[-1])
     if pools.want_checks(validate, r):
         pools.check_finite("rewards", r)
-    return _bon_curve(r, ks, bool(replacement))[:, 0]
+    return _bon_curve(r, ks, bool(replacement))
 
 
 # ----------------------------------------------------------------------------- scaling curves
@@ -289,11 +295,7 @@ def _curve_values(estimator: Callable, args, ks, kwargs) -> Array:
         return _pass_curve(c, pools.budgets(ks, c.shape[-1]))
     if estimator is best_of_k:
         (rewards,) = args
-        r = pools.pool("rewards", rewards)
-        ks = pools.budgets(ks, r.shape[-1])
-        if pools.want_checks(kwargs.get("validate"), r):
-            pools.check_finite("rewards", r)
-        return _bon_curve(r, ks, bool(kwargs.get("replacement", False)))
+        return _bon_values(rewards, ks, kwargs.get("replacement", False), kwargs.get("validate"))
     if estimator is majority_at_k:
         answer_ids, correct = args
         opts = {"valid": None, "ties": "first", "max_clusters": None, "validate": None} | kwargs
@@ -314,7 +316,8 @@ def scaling_curve(estimator: Callable, *args, ks: Sequence[int] | None = None, *
     ((1, 2, 3, 4), [0.375, 0.6667, 0.875, 1.0])
     """
     n = jnp.shape(args[0])[-1]
-    ks = tuple(range(1, n + 1)) if ks is None else pools.budgets(tuple(ks), n, "ks")
+    unbounded = estimator is best_of_k and kwargs.get("replacement", False)  # i.i.d. draws: any k >= 1
+    ks = tuple(range(1, n + 1)) if ks is None else pools.budgets(tuple(ks), None if unbounded else n, "ks")
     values = _curve_values(estimator, args, ks, kwargs)
     b = values.shape[0]
     mean = jnp.mean(values, axis=0)
