@@ -119,7 +119,7 @@ def _unchecked(fn):
         (lambda: _unchecked(ma.extract_answer)(123), "completion must be a string, got int 123"),
         (lambda: _unchecked(ma.vote_key)(2), "answer must be a string, got int 2"),
         (lambda: _unchecked(ma.is_correct)(1, "1"), "answer must be a string or None, got int 1"),
-        (lambda: _unchecked(ma.is_correct)("1", 1), "reference must be a string, got int 1"),
+        (lambda: _unchecked(ma.reference_key)(1), "reference must be a string, got int 1"),
     ],
 )
 def test_non_strings_raise_type_error_naming_the_argument(call, match):
@@ -127,6 +127,8 @@ def test_non_strings_raise_type_error_naming_the_argument(call, match):
         call()
     with pytest.raises(TypeError):  # also through the public (runtime-checked in tests) names
         ma.vote_key(2)
+    with pytest.raises(TypeError):
+        ma.is_correct("1", 1)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +143,8 @@ def test_non_strings_raise_type_error_naming_the_argument(call, match):
     ],
 )
 def test_empty_or_unparseable_reference_is_an_error(reference, match):
+    with pytest.raises(ValueError, match=match):
+        ma.reference_key(reference)
     for answer in ("1", None, ""):
         with pytest.raises(ValueError, match=match):
             ma.is_correct(answer, reference)

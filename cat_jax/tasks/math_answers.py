@@ -135,6 +135,24 @@ def parse_scalar(s: str) -> Fraction | None:
     return -(a / b) if parts[0] == "-" else a / b
 
 
+def reference_key(reference: str) -> str:
+    r"""Normalised reference answer (its last box's content, if it has one) as :func:`is_correct` reads it.
+
+    Raises ``ValueError`` when it is empty or its last box is empty or unterminated (every answer would be
+    scored wrong), ``TypeError`` when it is not a string; data preparation calls it to reject such problems.
+
+    >>> reference_key(r"so \boxed{\dfrac{1}{2}}"), reference_key(" 7 ")
+    ('\\frac{1}{2}', '7')
+    """
+    found, content = _last_box(_text("reference", reference))
+    if found and content is None:
+        raise ValueError(f"reference answer has an empty or unterminated \\boxed{{}}: {reference!r}")
+    key = vote_key(content if found else reference)
+    if key is None:
+        raise ValueError(f"reference answer is empty: {reference!r}")
+    return key
+
+
 def is_correct(answer: str | None, reference: str) -> bool:
     r"""Verify an extracted answer against a reference (boxed content if the reference has a box).
 
@@ -148,12 +166,7 @@ def is_correct(answer: str | None, reference: str) -> bool:
     (True, False, True)
     """
     _text("answer", answer, optional=True)
-    found, content = _last_box(_text("reference", reference))
-    if found and content is None:
-        raise ValueError(f"reference answer has an empty or unterminated \\boxed{{}}: {reference!r}")
-    b = vote_key(content if found else reference)
-    if b is None:
-        raise ValueError(f"reference answer is empty: {reference!r}")
+    b = reference_key(reference)
     a = None if answer is None else vote_key(answer)
     bad = {"nan", "inf", "infinity", "+inf", "-inf", "+infinity", "-infinity", "-nan", "+nan"}
     if a is None or a.lower() in bad or b.lower() in bad:
