@@ -84,8 +84,9 @@ def group_advantages(
     ``A_j = (r_j - mean(r)) / (std_unbiased(r) + eps) - all_wrong_penalty * 1[r_j = 0 for all j]``, then
     ``clip(A, -clip, clip)`` if ``clip`` is set; ``eps > 0`` (an all-equal group has std 0). Shapes:
     ``[..., M] -> [..., M]``, ``M >= 2`` (an unbiased std of one sample does not exist). Each row is
-    independent; an all-correct row gives 0, an all-wrong row ``-all_wrong_penalty``. The penalty is only defined for binary rewards. Not differentiable on purpose:
-    the loss stops the gradient (see :mod:`cat_jax.losses`).
+    independent; an all-correct row gives 0, an all-wrong row ``-all_wrong_penalty``. The penalty is only
+    defined for binary rewards. Not differentiable on purpose: the loss stops the gradient (see
+    :mod:`cat_jax.losses`).
 
     >>> a = group_advantages(jnp.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), all_wrong_penalty=0.5)
     >>> a.round(3).tolist()
