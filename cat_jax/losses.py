@@ -1,4 +1,4 @@
-r"""Log-probs of completions, CAT SFT losses and the CAT RL policy loss (SPEC §2.4, §2.7, §2.10, §3.2).
+r"""CAT SFT losses and the CAT RL policy loss as loss functions (SPEC §2.4, §2.7, §2.10, §3.2).
 
 Two layers (DESIGN §2.5):
 
