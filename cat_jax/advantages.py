@@ -42,20 +42,27 @@ def _rewards(rewards, *, min_m: int = 1) -> Array:
     return r
 
 
-def is_concrete(x) -> bool:
-    """True when ``x`` can be inspected on the host (not a tracer inside jit/grad/vmap)."""
-    return not isinstance(x, jax.core.Tracer)
-
-
 def check_binary(name: str, x, *, why: str) -> Array:
     """Reject non-0/1 values eagerly when ``x`` is concrete; return a traced "all binary" flag for jit."""
     x = jnp.asarray(x)
-    if is_concrete(x):
+    if nx.is_concrete(x):
         v = np.asarray(jax.device_get(x), dtype=np.float64)
         bad = (v != 0) & (v != 1)
         if bad.any():
             raise ValueError(f"{name} must be exactly 0 or 1 ({why}); got {v[bad].ravel()[:5]}")
     return jnp.all((x == 0) | (x == 1))
+
+
+def _check_eps(eps, *, estimator: str) -> None:
+    # group divides by std + eps and an all-equal group has std 0: eps = 0 would make its advantages NaN.
+    # passk divides only where the group has signal (std > 0), so eps = 0 is safe there.
+    if estimator == "group" and not eps > 0:
+        raise ValueError(
+            "eps must be > 0 for the group estimator (it divides by std + eps; an all-equal group has "
+            f"std 0), got {eps}"
+        )
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
 
 
 def _nan_unless(ok: Array, x: Array) -> Array:
@@ -75,18 +82,18 @@ def group_advantages(
     r"""Group-standardised advantages per prompt row (SPEC §2.6).
 
     ``A_j = (r_j - mean(r)) / (std_unbiased(r) + eps) - all_wrong_penalty * 1[r_j = 0 for all j]``, then
-    ``clip(A, -clip, clip)`` if ``clip`` is set. Shapes: ``[..., M] -> [..., M]``, ``M >= 2`` (an unbiased std
-    of one sample does not exist). Each row is independent; an all-correct row gives 0, an all-wrong row
-    ``-all_wrong_penalty``. The penalty is only defined for binary rewards. Not differentiable on purpose:
-    the loss stops the gradient (see :mod:`cat_jax.losses`).
+    ``clip(A, -clip, clip)`` if ``clip`` is set; ``eps > 0`` (an all-equal group has std 0). Shapes:
+    ``[..., M] -> [..., M]``, ``M >= 2`` (an unbiased std of one sample does not exist). Each row is
+    independent; an all-correct row gives 0, an all-wrong row ``-all_wrong_penalty``. The penalty is only
+    defined for binary rewards. Not differentiable on purpose: the loss stops the gradient (see
+    :mod:`cat_jax.losses`).
 
     >>> a = group_advantages(jnp.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), all_wrong_penalty=0.5)
     >>> a.round(3).tolist()
     [[1.5, -0.5, -0.5, -0.5], [-0.5, -0.5, -0.5, -0.5]]
     """
     r = _rewards(rewards, min_m=2)
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    _check_eps(eps, estimator="group")
     if not all_wrong_penalty >= 0:
         raise ValueError(f"all_wrong_penalty must be >= 0, got {all_wrong_penalty}")
     if clip is not None and not clip > 0:
@@ -174,7 +181,7 @@ def within_prompt_quantiles(rewards: Real[ArrayLike, "*b m"]) -> Float[Array, "*
     [[0.25, 0.25, 0.75]]
     """
     r = _rewards(rewards)
-    if is_concrete(r) and not bool(jnp.all(jnp.isfinite(r))):  # NaN compares False: it would rank silently
+    if nx.is_concrete(r) and not bool(jnp.all(jnp.isfinite(r))):  # NaN compares False: it would rank silently
         raise ValueError(f"rewards must be finite to rank them, got {r[~jnp.isfinite(r)][:5]}")
     m = r.shape[-1]
     lower = jnp.sum(r[..., None, :] < r[..., :, None], axis=-1)
@@ -284,8 +291,7 @@ class AdvantageConfig:
     def __post_init__(self):
         nx.check_choice("estimator", self.estimator, ESTIMATORS)
         nx.check_int("k", self.k, minimum=1)
-        if not self.eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        _check_eps(self.eps, estimator=self.estimator)
         if not self.all_wrong_penalty >= 0:
             raise ValueError(f"all_wrong_penalty must be >= 0, got {self.all_wrong_penalty}")
         if self.all_wrong_penalty and self.estimator != "group":

@@ -27,6 +27,9 @@ from cat_jax import numerics as nx
 from cat_jax import objectives
 from cat_jax.plurality import win_polynomial
 
+# sensitivity() is an eager boundary: it differentiates the polynomial compiled (one compile per C, n).
+_win_polynomial = jax.jit(win_polynomial, static_argnames=("n", "ties"))
+
 __all__ = [
     "STRATEGIES",
     "Sensitivity",
@@ -115,7 +118,7 @@ def sensitivity(
 
         def win(q):
             zero = jnp.zeros((1,), q.dtype)
-            return win_polynomial(q[None], zero, jnp.asarray([target]), n=n, ties="fail")[0]
+            return _win_polynomial(q[None], zero, jnp.asarray([target]), n=n, ties="fail")[0]
 
     else:
         le = jnp.asarray(rv <= rv[target])

@@ -21,30 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PyTree
 
-from cat_jax import numerics as nx
 from cat_jax import operators, sampling
 
-
-@dataclasses.dataclass(frozen=True)
-class SampleConfig:
-    """Evaluation sampling: ``num_samples`` per prompt, ``max_new_tokens`` at most, ``chunk`` prompts/call."""
-
-    num_samples: int = 16
-    max_new_tokens: int = 8
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    chunk: int = 64
-
-    def __post_init__(self):
-        nx.check_int("num_samples", self.num_samples, minimum=1)
-        nx.check_int("max_new_tokens", self.max_new_tokens, minimum=1)
-        nx.check_int("top_k", self.top_k, minimum=0)
-        nx.check_int("chunk", self.chunk, minimum=1)
-        sampling.TopP(self.top_p, temperature=self.temperature)  # the sampler's own checks and messages
-
-    def strategy(self) -> sampling.Strategy:
-        return sampling.strategy_for(self.temperature, self.top_k, self.top_p)
+SampleConfig = sampling.SampleConfig  # the one sampling config; kept here for existing callers
 
 
 def generate(

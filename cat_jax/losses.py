@@ -1,17 +1,17 @@
-r"""Log-probs of completions, CAT SFT losses and the CAT RL policy loss (SPEC §2.4, §2.7, §2.10, §3.2).
+r"""CAT SFT losses and the CAT RL policy loss as loss functions (SPEC §2.4, §2.7, §2.10, §3.2).
 
 Two layers (DESIGN §2.5):
 
-* maths on arrays, unreduced: :func:`token_log_probs`, :func:`completion_log_probs`,
-  :func:`sft_sequence_losses`, :func:`policy_loss_terms` (per completion);
+* maths on arrays, unreduced: :func:`sft_sequence_losses`, :func:`policy_loss_terms` (per completion), on
+  the log-probs of :mod:`cat_jax.logprobs` (re-exported here: ``token_log_probs``, ``completion_log_probs``,
+  ``model_token_log_probs``, ``check_supervision``, ``IGNORE``);
 * ``loss_fn(params, batch, rng) -> (loss, metrics)`` factories for ``jax.value_and_grad(has_aux=True)``:
   :func:`make_sft_loss_fn` and :func:`make_rl_loss_fn`, for any model used through
   ``apply_fn(params, tokens, positions, cache) -> (logits, cache)``.
 
-Token layout: ``labels [b, L]`` hold the target token at supervised positions and ``-100`` elsewhere; one
-causal shift, so position ``t`` is scored by ``log_softmax(logits[t-1])[labels[t]]`` and position 0 is never
-supervised. Per-token log-probs are returned in the same ``[b, L]`` layout (0 at unsupervised positions), the
-layout of :func:`cat_jax.sampling.sequence_log_probs`, so old/reference log-probs from the sampler plug in.
+Token layout (:mod:`cat_jax.logprobs`): ``labels [b, L]`` hold the target token at supervised positions and
+``-100`` elsewhere, one causal shift; old/reference log-probs from :func:`cat_jax.sampling.sequence_log_probs`
+use the same layout and plug in.
 
 Micro-batching: every loss here is a *sum* of per-sequence terms divided by a denominator that the caller
 may fix for the whole logical batch (``batch["denominator"]``: sequences or target tokens of the SFT
@@ -24,134 +24,29 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from cat_jax import numerics as nx
 from cat_jax import objectives as obj
 from cat_jax import plurality
+from cat_jax.logprobs import (
+    IGNORE,
+    ApplyFn,
+    check_supervision,
+    completion_log_probs,
+    model_token_log_probs,
+    positions_for,
+    token_log_probs,
+)
 
-IGNORE = -100  # label of an unsupervised position (the Hugging Face convention the data pipeline uses)
 SFT_STRATEGIES = ("ce", "passn", "majority")
 SFT_REDUCTIONS = ("sequence_mean", "token_mean")
 SURROGATES = ("reinforce", "clipped")
 
-ApplyFn = Callable[..., tuple[Array, Any]]
 LossFn = Callable[[PyTree, Mapping[str, Array], Array], tuple[Array, dict[str, Array]]]
-
-
-# ----------------------------------------------------------------------------- log-probs
-
-
-def check_supervision(
-    labels: Int[ArrayLike, "*b l"],
-    mask: Shaped[ArrayLike, "*b l"] | None = None,
-    *,
-    vocab_size: int | None = None,
-) -> None:
-    """Eagerly validate a supervision batch; raises ``ValueError`` naming ``labels`` or ``mask``.
-
-    Rules (SPEC §2.10): labels are ``-100`` or a token id in ``[0, vocab_size)``; position 0 is unsupervised
-    (nothing predicts it); every row has at least one target; with an attention ``mask`` (1 = real token) a
-    target may not sit on padding nor be predicted from a padding position.
-    """
-    lab = np.asarray(jax.device_get(labels))
-    if lab.ndim < 1 or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels must be an integer array [..., L], got {lab.dtype}{list(lab.shape)}")
-    sup = lab != IGNORE
-    out = sup & ((lab < 0) | (lab >= vocab_size)) if vocab_size is not None else np.zeros_like(sup)
-    if out.any():  # name the offending ids, not every supervised one
-        raise ValueError(f"labels must be -100 or in [0, {vocab_size}), got {np.unique(lab[out])[:5]}")
-    if (lab[sup] < 0).any():
-        raise ValueError(f"labels must be -100 or a token id >= 0, got {np.unique(lab[sup & (lab < 0)])[:5]}")
-    if sup[..., 0].any():
-        raise ValueError("labels at position 0 must be -100: no logit predicts the first token")
-    empty = ~sup.any(axis=-1)
-    if empty.any():
-        raise ValueError(
-            f"labels: every row needs >= 1 target, rows {np.argwhere(empty).ravel()[:5]} have none"
-        )
-    if mask is None:
-        return
-    m = np.asarray(jax.device_get(mask))
-    if m.shape != lab.shape:
-        raise ValueError(f"mask must have the labels' shape {lab.shape}, got {m.shape}")
-    if not np.isin(m, (0, 1)).all():
-        raise ValueError("mask must contain only 0/1 (or booleans)")
-    m = m.astype(bool)
-    if (sup & ~m).any():
-        raise ValueError("labels: a target sits on a padding position (mask = 0)")
-    if (sup[..., 1:] & ~m[..., :-1]).any():
-        raise ValueError("labels: a target is predicted from a padding position (mask = 0 just before it)")
-
-
-def token_log_probs(logits: Float[Array, "*b l v"], labels: Int[ArrayLike, "*b l"]) -> Float[Array, "*b l"]:
-    r"""``out[t] = log softmax(logits[t-1])[labels[t]]`` where ``labels[t] != -100``, else 0; ``out[0] = 0``.
-
-    Half-precision logits are computed in float32. Unsupervised positions get an exact zero and no
-    gradient. Shapes ``[..., L, V], [..., L] -> [..., L]``.
-
-    >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))
-    >>> [round(float(x), 4) for x in token_log_probs(logits, jnp.array([[-100, 1, 0]]))[0]]
-    [0.0, -0.6931, -0.1054]
-    """
-    if jnp.shape(labels) != logits.shape[:-1]:  # static: broadcasting would silently misalign tokens
-        raise ValueError(
-            f"labels must have shape {logits.shape[:-1]} (logits without V), got {jnp.shape(labels)}"
-        )
-    z = nx.as_float(logits)[..., :-1, :]
-    lab = jnp.asarray(labels)[..., 1:]
-    sup = lab != IGNORE
-    picked = jnp.take_along_axis(z, jnp.where(sup, lab, 0)[..., None], axis=-1)[..., 0]
-    lp = jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
-    return jnp.concatenate([jnp.zeros_like(lp[..., :1]), lp], axis=-1)
-
-
-def completion_log_probs(
-    logits: Float[Array, "*b l v"],
-    labels: Int[ArrayLike, "*b l"],
-    mask: Shaped[ArrayLike, "*b l"] | None = None,
-    *,
-    validate: bool = False,
-) -> tuple[Float[Array, "*b"], Int[Array, "*b"]]:
-    r"""Summed completion log-probability ``log p = sum_t log pi(labels[t] | <t)`` and targets per row.
-
-    ``log p`` is the *summed* log-probability the objectives take (never a token mean). ``validate=True``
-    runs :func:`check_supervision` eagerly (not under jit). Shapes ``[..., L, V], [..., L] -> [...], [...]``.
-
-    >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.5, 0.5]]]))
-    >>> lp, t = completion_log_probs(logits, jnp.array([[-100, 1, 0]]))
-    >>> round(float(lp[0]), 4), int(t[0])
-    (-0.7985, 2)
-    """
-    if validate:
-        check_supervision(labels, mask, vocab_size=jnp.shape(logits)[-1])
-    tok = token_log_probs(logits, labels)
-    return jnp.sum(tok, axis=-1), jnp.sum(jnp.asarray(labels) != IGNORE, axis=-1).astype(jnp.int32)
-
-
-def model_token_log_probs(
-    apply_fn: ApplyFn,
-    params: PyTree,
-    tokens: Int[ArrayLike, "*b l"],
-    labels: Int[ArrayLike, "*b l"],
-    positions: Int[ArrayLike, "*b l"] | None = None,
-) -> Float[Array, "*b l"]:
-    """:func:`token_log_probs` of ``apply_fn(params, tokens, positions, None)``; leading axes are flattened
-    for the model and restored. Positions default to ``0..L-1`` (right padding)."""
-    tokens = jnp.asarray(tokens)
-    lead, length = tokens.shape[:-1], tokens.shape[-1]
-    flat = tokens.reshape(-1, length)
-    if positions is None:
-        pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None, :], flat.shape)
-    else:
-        pos = jnp.asarray(positions).reshape(-1, length)
-    logits, _ = apply_fn(params, flat, pos, None)
-    return token_log_probs(logits, jnp.asarray(labels).reshape(-1, length)).reshape(*lead, length)
 
 
 # ----------------------------------------------------------------------------- SFT
@@ -253,9 +148,7 @@ def make_sft_loss_fn(apply_fn: ApplyFn, *, objective: SFTObjective) -> LossFn:
         del rng
         tokens = jnp.asarray(batch["tokens"])
         pos = batch.get("positions")
-        if pos is None:
-            pos = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32)[None, :], tokens.shape)
-        logits, _ = apply_fn(params, tokens, pos, None)
+        logits, _ = apply_fn(params, tokens, positions_for(tokens) if pos is None else pos, None)
         return sft_loss(logits, batch["labels"], objective=objective, denominator=batch.get("denominator"))
 
     return loss_fn
@@ -382,32 +275,6 @@ def make_rl_loss_fn(apply_fn: ApplyFn, *, config: PolicyLossConfig) -> LossFn:
     return loss_fn
 
 
-def weighted_policy_loss(
-    log_probs: Float[Array, "*b"],
-    advantages: Float[ArrayLike, "*b"],
-    weights: Float[ArrayLike, "*b"],
-    *,
-    reduction: str = "mean",
-) -> Float[Array, "..."]:
-    r"""``-reduce(sg[A w] log p)`` (SPEC §2.4): the bare weighted policy-gradient term, no ratio or KL.
-
-    >>> loss = lambda lp: weighted_policy_loss(lp, jnp.array([2.0]), jnp.array([3.0]))
-    >>> float(jax.grad(loss)(jnp.zeros(1))[0])
-    -6.0
-    """
-    nx.check_choice("reduction", reduction, obj.REDUCTIONS)
-    for name, x in (("advantages", advantages), ("weights", weights)):
-        if jnp.shape(x) != log_probs.shape:
-            raise ValueError(f"{name} must have the log_probs' shape {log_probs.shape}, got {jnp.shape(x)}")
-    a = jax.lax.stop_gradient(jnp.asarray(advantages) * jnp.asarray(weights)).astype(log_probs.dtype)
-    per = -a * log_probs
-    if reduction == "mean":
-        return jnp.mean(per)
-    if reduction == "sum":
-        return jnp.sum(per)
-    return per
-
-
 # ----------------------------------------------------------------------------- exact plurality SFT
 
 
@@ -426,13 +293,8 @@ def make_plurality_sft_loss_fn(apply_fn: ApplyFn, *, n: int, ties: str = "first"
 
     def loss_fn(params, batch, rng):
         del rng
-        tokens = jnp.asarray(batch["candidate_tokens"])
-        b, c, length = tokens.shape
-        flat = tokens.reshape(b * c, length)
-        pos = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32)[None, :], flat.shape)
-        logits, _ = apply_fn(params, flat, pos, None)
-        log_p, _ = completion_log_probs(logits, jnp.asarray(batch["candidate_labels"]).reshape(b * c, length))
-        log_p = log_p.reshape(b, c)
+        tokens, labels = batch["candidate_tokens"], batch["candidate_labels"]
+        log_p = jnp.sum(model_token_log_probs(apply_fn, params, tokens, labels), axis=-1)  # [b, C]
         loss = plurality.majority_exact_sft_loss(log_p, batch["target"], n=n, ties=ties)
         target_lp = jnp.take_along_axis(log_p, jnp.asarray(batch["target"])[:, None], axis=1)[:, 0]
         metrics = {
@@ -443,3 +305,24 @@ def make_plurality_sft_loss_fn(apply_fn: ApplyFn, *, n: int, ties: str = "first"
         return loss, metrics
 
     return loss_fn
+
+
+__all__ = [
+    "IGNORE",
+    "SFT_REDUCTIONS",
+    "SFT_STRATEGIES",
+    "SURROGATES",
+    "PolicyLossConfig",
+    "SFTObjective",
+    "check_supervision",
+    "completion_log_probs",
+    "make_plurality_sft_loss_fn",
+    "make_rl_loss_fn",
+    "make_sft_loss_fn",
+    "model_token_log_probs",
+    "policy_loss_terms",
+    "sft_denominator",
+    "sft_loss",
+    "sft_sequence_losses",
+    "token_log_probs",
+]

@@ -2,7 +2,9 @@
 
 Log-space helpers (``log1mexp``, log-binomials, masked log-sum-exp), the "double where" helper that keeps
 unselected branches from producing NaN gradients, and the dtype policy: float16/bfloat16 are computed in
-float32, float32 and float64 are kept, integers and booleans become JAX's default float.
+float32, float32 and float64 are kept, integers and booleans become JAX's default float. Also the one copy
+of the small checks every module shares: static integers and choices, the ``reduction`` switch, and whether
+an array is concrete (inspectable on the host) or traced.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 LOG_HALF = -math.log(2.0)
+REDUCTIONS = ("none", "mean", "sum")
 
 
 def compute_dtype(x: ArrayLike) -> jnp.dtype:
@@ -178,9 +181,33 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def reduce(x: Array, reduction: str) -> Array:
+    """``x`` reduced over all elements by ``reduction``: ``"none"`` (unchanged) | ``"mean"`` | ``"sum"``.
+
+    >>> float(reduce(jnp.array([1.0, 2.0]), "sum")), reduce(jnp.array([1.0]), "none").shape
+    (3.0, (1,))
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    if reduction == "mean":
+        return jnp.mean(x)
+    if reduction == "sum":
+        return jnp.sum(x)
+    return x
+
+
+def is_concrete(*xs) -> bool:
+    """True when every ``x`` (``None`` skipped) can be inspected on the host: none is a tracer inside
+    jit/grad/vmap. Eager value checks run only then.
+
+    >>> is_concrete(jnp.ones(2), None), jax.jit(lambda x: jnp.asarray(is_concrete(x)))(1.0).item()
+    (True, False)
+    """
+    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
+
+
 def concrete(name: str, x: ArrayLike) -> np.ndarray:
     """Host copy of ``x`` for eager validation; explains what to do if ``x`` is a tracer."""
-    if isinstance(x, jax.core.Tracer):
+    if not is_concrete(x):
         raise ValueError(
             f"validate=True needs a concrete {name}, but it is traced (inside jit/grad/vmap). "
             "Validate eagerly before jit, or wrap the call with jax.experimental.checkify."

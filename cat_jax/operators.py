@@ -13,9 +13,9 @@ returns ``[B]`` per-problem values. Budgets ``k``, tie rules and options are key
 * :func:`plurality_win_probability` / :func:`majority_exact_sft_loss` (from ``cat_jax.plurality``): the
   exact plurality-vote success of a finite answer distribution.
 
-Validation: static arguments (``k``, shapes, tie rule) are always checked. Value checks (NaN rewards,
-``correct`` disagreeing inside one answer cluster, too many clusters) run when ``validate`` is true, or when
-it is ``None`` (the default) and the inputs are concrete; under ``jit`` they are skipped.
+Validation (``cat_jax._pools``): static arguments (``k``, shapes, tie rule) are always checked. Value checks
+(NaN rewards, ``correct`` disagreeing inside one answer cluster, too many clusters) run when ``validate`` is
+true, or when it is ``None`` (the default) and the inputs are concrete; under ``jit`` they are skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from cat_jax import _pools as pools
 from cat_jax import numerics as nx
 from cat_jax._majority import majority_curve
 from cat_jax.plurality import majority_exact_sft_loss, plurality_win_probability
@@ -51,98 +52,6 @@ __all__ = [
 TIES = ("first", "fail")
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
-
-
-def _want_checks(validate, *xs) -> bool:
-    """Value checks run if asked (inputs must then be concrete) or, by default, whenever they are concrete."""
-    if validate is None:
-        return _is_concrete(*xs)
-    if validate:
-        for x in xs:
-            nx.concrete("every array argument", x)
-    return bool(validate)
-
-
-def _pool(name: str, x: ArrayLike) -> Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2 or x.shape[-1] < 1:
-        raise ValueError(
-            f"{name} must be a [B, N] array with N >= 1 samples per problem, got shape {x.shape}"
-        )
-    return x
-
-
-def _same_shape(ref_name: str, ref: Array, name: str, x: ArrayLike | None) -> Array | None:
-    if x is None:
-        return None
-    x = jnp.asarray(x)
-    if x.shape != ref.shape:
-        raise ValueError(f"{name} must have the shape of {ref_name} {ref.shape}, got {x.shape}")
-    return x
-
-
-def _budgets(ks, n: int, name: str = "k") -> tuple[int, ...]:
-    if not isinstance(ks, (tuple, list, range, np.ndarray)):
-        ks = (ks,)
-    ks = tuple(ks)
-    if not ks:
-        raise ValueError(f"{name} must name at least one budget")
-    return tuple(nx.check_int(name, k, minimum=1, maximum=n) for k in ks)
-
-
-def _check_finite(name: str, x: Array) -> None:
-    v = nx.concrete(name, x)
-    bad = ~np.isfinite(v)
-    if bad.any():
-        idx = tuple(int(i[0]) for i in np.nonzero(bad))
-        raise ValueError(f"{name} must be finite (no NaN/inf); first bad entry at {idx}: {v[idx]}")
-
-
-def _clusters_host(ids: Array, valid: Array, correct: Array | None) -> int:
-    """Eager check that ``correct`` is constant inside each answer cluster; returns the max cluster count."""
-    ids_h = np.asarray(jax.device_get(ids))
-    valid_h = np.asarray(jax.device_get(valid), dtype=bool)
-    corr_h = None if correct is None else np.asarray(jax.device_get(correct), dtype=bool)
-    most = 0
-    for b in range(ids_h.shape[0]):
-        seen: dict = {}
-        for i in np.nonzero(valid_h[b])[0]:
-            key = ids_h[b, i].item()
-            flag = None if corr_h is None else bool(corr_h[b, i])
-            if key in seen and seen[key] != flag:
-                raise ValueError(
-                    f"correct disagrees with answer_ids inside one cluster: problem {b}, answer id {key} is "
-                    "marked both correct and incorrect (equal ids must mean the same normalised answer)"
-                )
-            seen[key] = flag
-        most = max(most, len(seen))
-    return most
-
-
-def _binary(name: str, x: Array) -> Array:
-    """Verifier outcomes: booleans, or numbers exactly 0/1 (checked when concrete; 0.3 is never rounded)."""
-    if x.dtype != jnp.bool_ and _is_concrete(x):
-        v = np.asarray(jax.device_get(x))
-        bad = (v != 0) & (v != 1)
-        if bad.any():
-            raise ValueError(f"{name} must be boolean or exactly 0/1, got {np.unique(v[bad])[:5]}")
-    return x
-
-
-def _ids_valid(answer_ids: ArrayLike, valid: ArrayLike | None) -> tuple[Array, Array]:
-    ids = _pool("answer_ids", answer_ids)
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise ValueError(f"answer_ids must be integer cluster labels, got dtype {ids.dtype}")
-    v = _same_shape("answer_ids", ids, "valid", valid)
-    v = jnp.ones(ids.shape, bool) if v is None else v.astype(bool)
-    return ids, v
-
-
 # ----------------------------------------------------------------------------- apply-form operators
 
 
@@ -152,7 +61,7 @@ def pass_at_n(correct: Bool[ArrayLike, "b n"]) -> Bool[Array, " b"]:
     >>> pass_at_n(jnp.array([[False, True], [False, False]])).tolist()
     [True, False]
     """
-    return jnp.any(_binary("correct", _pool("correct", correct)).astype(bool), axis=-1)
+    return jnp.any(pools.binary("correct", pools.pool("correct", correct)).astype(bool), axis=-1)
 
 
 def _cluster_stats(ids: Array, valid: Array) -> tuple[Array, Array]:
@@ -182,7 +91,7 @@ def majority_vote(
     [False, False]
     """
     nx.check_choice("ties", ties, TIES)
-    ids, v = _ids_valid(answer_ids, valid)
+    ids, v = pools.ids_valid(answer_ids, valid)
     n = ids.shape[-1]
     count, leader = _cluster_stats(ids, v)
     top = jnp.max(count, axis=-1)
@@ -208,9 +117,9 @@ def best_of_n(
     >>> i.tolist(), v.tolist()
     ([1, 0], [3.0, -2.0])
     """
-    r = nx.as_float(_pool("rewards", rewards))
-    if _want_checks(validate, r):
-        _check_finite("rewards", r)
+    r = nx.as_float(pools.pool("rewards", rewards))
+    if pools.want_checks(validate, r):
+        pools.check_finite("rewards", r)
     return jnp.argmax(r, axis=-1), jnp.max(r, axis=-1)
 
 
@@ -242,19 +151,19 @@ def pass_at_k(correct: Bool[ArrayLike, "b n"], *, k: int) -> Float[Array, " b"]:
     >>> pass_at_k(pool, k=2).tolist()
     [0.5]
     """
-    c = _binary("correct", _pool("correct", correct))
-    return _pass_curve(c, _budgets(k, c.shape[-1]))[:, 0]
+    c = pools.binary("correct", pools.pool("correct", correct))
+    return _pass_curve(c, pools.budgets(k, c.shape[-1]))[:, 0]
 
 
 def _majority_curve_checked(answer_ids, correct, ks, valid, ties, max_clusters, validate):
     nx.check_choice("ties", ties, TIES)
-    ids, v = _ids_valid(answer_ids, valid)
-    corr = _binary("correct", _same_shape("answer_ids", ids, "correct", correct)).astype(bool)
+    ids, v = pools.ids_valid(answer_ids, valid)
+    corr = pools.binary("correct", pools.same_shape("answer_ids", ids, "correct", correct)).astype(bool)
     n = ids.shape[-1]
-    ks = _budgets(ks, n)
+    ks = pools.budgets(ks, n)
     slots = n if max_clusters is None else nx.check_int("max_clusters", max_clusters, minimum=1, maximum=n)
-    if _want_checks(validate, ids, v, corr):
-        most = _clusters_host(ids, v, corr)
+    if pools.want_checks(validate, ids, v, corr):
+        most = pools.clusters_host(ids, v, corr)
         if most > slots:
             raise ValueError(f"max_clusters={slots} but a problem has {most} distinct valid answers")
         if max_clusters is None:
@@ -345,8 +254,9 @@ def best_of_k(
 
     Without replacement (a random ``k``-subset, the default): ``sum_i v_(i) C(i-1, k-1) / C(n, k)`` over the
     sorted rewards. ``replacement=True``: ``k`` i.i.d. draws from the empirical pool,
-    ``v_(n) - sum_{i<n} (v_(i+1) - v_(i)) (i/n)^k``, the metric of the paper's protein tables. Ties and
-    negative rewards need no special care. Cost ``O(B n log n + B n)`` per budget.
+    ``v_(n) - sum_{i<n} (v_(i+1) - v_(i)) (i/n)^k``, the metric of the paper's protein tables, defined for
+    any ``k >= 1`` (also ``k > n``; without replacement ``k <= n``). Ties and negative rewards need no
+    special care. Cost ``O(B n log n + B n)`` per budget.
 
     >>> pool = jnp.array([[-2.0, 4.0]])
     >>> best_of_k(pool, k=2, replacement=True).tolist()
@@ -354,11 +264,16 @@ def best_of_k(
     >>> best_of_k(pool, k=1).tolist()
     [1.0]
     """
-    r = _pool("rewards", rewards)
-    ks = _budgets(k, r.shape[-1])
-    if _want_checks(validate, r):
-        _check_finite("rewards", r)
-    return _bon_curve(r, ks, bool(replacement))[:, 0]
+    return _bon_values(rewards, k, replacement, validate)[:, 0]
+
+
+def _bon_values(rewards, ks, replacement, validate) -> Array:
+    r = pools.pool("rewards", rewards)
+    # k i.i.d. draws with replacement are defined for any k >= 1; a k-subset needs k <= n.
+    ks = pools.budgets(ks, None if replacement else r.shape[-1])
+    if pools.want_checks(validate, r):
+        pools.check_finite("rewards", r)
+    return _bon_curve(r, ks, bool(replacement))
 
 
 # ----------------------------------------------------------------------------- scaling curves
@@ -376,15 +291,11 @@ class Curve(NamedTuple):
 def _curve_values(estimator: Callable, args, ks, kwargs) -> Array:
     if estimator is pass_at_k:
         (correct,) = args
-        c = _binary("correct", _pool("correct", correct))
-        return _pass_curve(c, _budgets(ks, c.shape[-1]))
+        c = pools.binary("correct", pools.pool("correct", correct))
+        return _pass_curve(c, pools.budgets(ks, c.shape[-1]))
     if estimator is best_of_k:
         (rewards,) = args
-        r = _pool("rewards", rewards)
-        ks = _budgets(ks, r.shape[-1])
-        if _want_checks(kwargs.get("validate"), r):
-            _check_finite("rewards", r)
-        return _bon_curve(r, ks, bool(kwargs.get("replacement", False)))
+        return _bon_values(rewards, ks, kwargs.get("replacement", False), kwargs.get("validate"))
     if estimator is majority_at_k:
         answer_ids, correct = args
         opts = {"valid": None, "ties": "first", "max_clusters": None, "validate": None} | kwargs
@@ -405,7 +316,8 @@ def scaling_curve(estimator: Callable, *args, ks: Sequence[int] | None = None, *
     ((1, 2, 3, 4), [0.375, 0.6667, 0.875, 1.0])
     """
     n = jnp.shape(args[0])[-1]
-    ks = tuple(range(1, n + 1)) if ks is None else _budgets(tuple(ks), n, "ks")
+    unbounded = estimator is best_of_k and kwargs.get("replacement", False)  # i.i.d. draws: any k >= 1
+    ks = tuple(range(1, n + 1)) if ks is None else pools.budgets(tuple(ks), None if unbounded else n, "ks")
     values = _curve_values(estimator, args, ks, kwargs)
     b = values.shape[0]
     mean = jnp.mean(values, axis=0)

@@ -32,7 +32,6 @@ def _powers(p: Array, n: int) -> Array:
     return jnp.concatenate([jnp.ones_like(p)[..., None], jnp.cumprod(reps, axis=-1)], axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "ties"))
 def win_polynomial(
     probs: Float[Array, "b c"], p_invalid: Float[Array, " b"], target: Int[Array, " b"], *, n: int, ties: str
 ) -> Float[Array, " b"]:
@@ -89,6 +88,10 @@ def win_polynomial(
     return jnp.einsum("btq,q->b", state[..., n], weights)
 
 
+# Undecorated above so it composes inside a caller's jit; the eager entry point below runs it compiled.
+_win_polynomial = jax.jit(win_polynomial, static_argnames=("n", "ties"))
+
+
 def plurality_win_probability(
     probs: Float[ArrayLike, "b c"],
     target: Int[ArrayLike, " b"],
@@ -123,8 +126,8 @@ def plurality_win_probability(
         raise ValueError(
             f"target must be an integer array of shape {p.shape[:1]}, got {tgt.dtype}{tgt.shape}"
         )
-    check = validate if validate is not None else not isinstance(p, jax.core.Tracer)
-    if check and not isinstance(tgt, jax.core.Tracer):
+    check = validate if validate is not None else nx.is_concrete(p)
+    if check and nx.is_concrete(tgt):
         v = nx.concrete("probs", p)
         if not ((v >= 0).all() and (v.sum(-1) <= 1 + 1e-5).all()):
             raise ValueError(
@@ -134,7 +137,7 @@ def plurality_win_probability(
         if ((t < 0) | (t >= p.shape[1])).any():
             raise ValueError(f"target must index one of the {p.shape[1]} answers, got {t}")
     p_inv = 1 - jnp.sum(p, axis=-1)
-    return win_polynomial(p, p_inv, tgt, n=n, ties=ties)
+    return _win_polynomial(p, p_inv, tgt, n=n, ties=ties)
 
 
 def majority_exact_sft_loss(
@@ -156,11 +159,7 @@ def majority_exact_sft_loss(
     >>> round(float(majority_exact_sft_loss(lp, jnp.array([0]), n=3)), 4)
     0.3285
     """
-    nx.check_choice("reduction", reduction, ("none", "mean", "sum"))
+    nx.check_choice("reduction", reduction, nx.REDUCTIONS)
     lp = nx.as_float(log_probs)
     loss = -jnp.log(plurality_win_probability(jnp.exp(lp), target, n=n, ties=ties, validate=False))
-    if reduction == "mean":
-        return jnp.mean(loss)
-    if reduction == "sum":
-        return jnp.sum(loss)
-    return loss
+    return nx.reduce(loss, reduction)

@@ -32,25 +32,7 @@ from cat_jax import losses, sampling, train_lib
 from cat_jax import numerics as nx
 from cat_jax import weights as wts
 
-
-@dataclasses.dataclass(frozen=True)
-class RolloutConfig:
-    """``num_samples`` (M) completions per prompt, at most ``max_new_tokens``; temperature / top-k / top-p."""
-
-    num_samples: int = 8
-    max_new_tokens: int = 8
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-
-    def __post_init__(self):
-        nx.check_int("num_samples", self.num_samples, minimum=2)
-        nx.check_int("max_new_tokens", self.max_new_tokens, minimum=1)
-        nx.check_int("top_k", self.top_k, minimum=0)
-        sampling.TopP(self.top_p, temperature=self.temperature, k=self.top_k)  # the sampler's checks
-
-    def strategy(self) -> sampling.Strategy:
-        return sampling.strategy_for(self.temperature, self.top_k, self.top_p)
+RolloutConfig = sampling.SampleConfig  # the one sampling config (M = num_samples); kept for existing callers
 
 
 @jax.tree_util.register_dataclass
@@ -100,7 +82,7 @@ def make_rl_step(
     tx: optax.GradientTransformation,
     make_cache: Callable[[int, int], PyTree],
     *,
-    rollout: RolloutConfig,
+    rollout: sampling.SampleConfig,
     weights: wts.WeightConfig,
     advantages: adv.AdvantageConfig,
     loss: losses.PolicyLossConfig,
@@ -112,12 +94,17 @@ def make_rl_step(
 ):
     """``rl_step(state, batch) -> (state, metrics)``; jit it once (``donate_argnums=0``).
 
-    ``batch``: ``prompts [B, P]`` (right-padded), ``lengths [B]`` and the scorer's fields. ``apply`` must
+    ``rollout``: ``num_samples`` (M >= 2, compared within a group) completions per prompt and their sampling
+    settings (``chunk`` is unused). ``batch``: ``prompts [B, P]`` (right-padded), ``lengths [B]`` and the
+    scorer's fields. ``apply`` must
     be hashable (``cat_jax.models.decoder(graphdef)``); ``make_cache(rows, slots)`` builds an empty cache.
     ``reward_transform`` (``cat_jax.weights.TRANSFORMS``, e.g. ``"pkpo_pass"`` with ``transform_k``) reshapes
     the rewards before the advantages (PKPO: the sample-level unbiased pass@k objective); the CAT weights
     always see the verifier's rewards.
     """
+    if not isinstance(rollout, sampling.SampleConfig):
+        raise ValueError(f"rollout must be a sampling.SampleConfig, got {type(rollout).__name__}")
+    nx.check_int("num_samples", rollout.num_samples, minimum=2)  # group advantages compare M >= 2 rollouts
     transform = wts.get_transform(reward_transform)
     nx.check_int("transform_k", transform_k, minimum=1, maximum=rollout.num_samples)
     loss_fn = losses.make_rl_loss_fn(apply, config=loss)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from cat_jax import logprobs
 from cat_jax import numerics as nx
 
 
@@ -130,6 +131,34 @@ def strategy_for(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -
     return Temperature(temperature)
 
 
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    """Sampling settings shared by evaluation and the RL rollout, validated on construction.
+
+    ``num_samples`` completions per prompt (the RL step needs >= 2), at most ``max_new_tokens`` each, drawn
+    with ``temperature`` / ``top_k`` (0 = off) / ``top_p`` (1 = off) (see :func:`strategy_for`); ``chunk``:
+    prompts per sampler call in ``cat_jax.evaluation.generate`` (the RL step samples its batch in one call).
+    """
+
+    num_samples: int = 16
+    max_new_tokens: int = 8
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    chunk: int = 64
+
+    def __post_init__(self):
+        nx.check_int("num_samples", self.num_samples, minimum=1)
+        nx.check_int("max_new_tokens", self.max_new_tokens, minimum=1)
+        nx.check_int("top_k", self.top_k, minimum=0)
+        nx.check_int("chunk", self.chunk, minimum=1)
+        TopP(self.top_p, temperature=self.temperature, k=self.top_k)  # the sampler's own checks and messages
+
+    def strategy(self) -> Strategy:
+        """The sampling strategy of these settings (:func:`strategy_for`)."""
+        return strategy_for(self.temperature, self.top_k, self.top_p)
+
+
 class Samples(NamedTuple):
     """Sampler output; tokens after a sequence's stop token are ``pad_id`` with mask False and log-probs 0."""
 
@@ -181,7 +210,7 @@ def sample(
         )
     if jax.tree.leaves(cache)[0].shape[0] != b:
         raise ValueError(f"cache batch {jax.tree.leaves(cache)[0].shape[0]} != number of prompts {b}")
-    if not isinstance(lengths, jax.core.Tracer):
+    if nx.is_concrete(lengths):
         lens = np.asarray(lengths)
         if lens.min(initial=1) < 1 or lens.max(initial=1) > p:
             raise ValueError(f"prompt lengths must be in [1, {p}] (right padding), got {lens.tolist()}")
@@ -356,14 +385,8 @@ def sequence_log_probs(
     One uncached forward over positions ``0..T-1``; logits at ``t - 1`` score token ``t`` (SPEC §3.1:
     position 0 has no prediction and is always unsupervised, whatever ``mask[..., 0]`` says). Raw logits,
     temperature 1, no filtering (SPEC §3.3 step 3). ``.sum(-1)`` is the sequence log-probability ``log p``
-    of the objectives. Leading batch axes (``[B, N, T]``) are flattened for the model and restored.
+    of the objectives. Leading batch axes (``[B, N, T]``) are flattened for the model and restored. The
+    scorer is :func:`cat_jax.logprobs.model_token_log_probs` with labels ``where(mask, tokens, -100)``.
     """
-    lead, t = tokens.shape[:-1], tokens.shape[-1]
-    flat = tokens.reshape(-1, t).astype(jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32)[None], flat.shape)
-    logits, _ = apply(params, flat, positions, None)
-    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-    picked = jnp.take_along_axis(logp, flat[:, 1:, None], axis=-1)[..., 0]
-    picked = jnp.concatenate([jnp.zeros((flat.shape[0], 1), jnp.float32), picked], axis=1)
-    keep = mask.reshape(-1, t) & (jnp.arange(t) > 0)[None, :]
-    return jnp.where(keep, picked, 0.0).reshape(*lead, t)
+    tokens = jnp.asarray(tokens).astype(jnp.int32)
+    return logprobs.model_token_log_probs(apply, params, tokens, jnp.where(mask, tokens, logprobs.IGNORE))

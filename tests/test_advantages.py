@@ -44,6 +44,15 @@ def test_bad_input_names_the_argument():
         adv.group_advantages(jnp.array([[1.0], [0.0]]))
     with pytest.raises(ValueError, match="eps"):
         adv.group_advantages(jnp.ones((1, 2)), eps=-1.0)
+    # An all-equal group has std 0: the group estimator needs eps > 0 or its advantages are NaN.
+    for eps in (0.0, -1e-4):
+        with pytest.raises(ValueError, match=r"eps must be > 0 for the group estimator"):
+            adv.AdvantageConfig(eps=eps)
+        with pytest.raises(ValueError, match=r"eps must be > 0 for the group estimator"):
+            adv.group_advantages(jnp.ones((1, 2)), eps=eps)
+    assert adv.AdvantageConfig(estimator="passk", k=2, eps=0.0).eps == 0.0  # divides only where std > 0
+    with pytest.raises(ValueError, match=r"eps must be >= 0, got -1"):
+        adv.AdvantageConfig(estimator="passk", eps=-1.0)
     with pytest.raises(ValueError, match="estimator"):
         adv.AdvantageConfig(estimator="ppo")
     with pytest.raises(ValueError, match="estimator"):

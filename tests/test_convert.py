@@ -170,7 +170,9 @@ def test_tokenizer_loaded_and_vocab_checked(tmp_path):
         tok.save(str(tmp_path / "tokenizer.json"))
 
     write(200)
-    assert convert.load_tokenizer(str(tmp_path), 256).encode("w3 w7").ids == [3, 7]
+    tok = convert.load_tokenizer(str(tmp_path), 256, eos_token=5)
+    assert tok.encode("w3 w7", eos=True) == [3, 7, 5] and tok.pad_id == 5
+    assert tok.backend.encode("w3 w7").ids == [3, 7]
     write(300)
     with pytest.raises(ValueError, match="vocab_size is 256"):
         convert.load_tokenizer(str(tmp_path), 256)

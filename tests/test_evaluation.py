@@ -4,7 +4,6 @@ import functools
 
 import jax
 import numpy as np
-import pytest
 
 from cat_jax import evaluation as ev
 from cat_jax import operators, reporting
@@ -41,16 +40,3 @@ def test_curves_match_operators_and_table():
     assert table.splitlines()[0] == "| model | @1 | @8 |" and table.count("±") == 4
     rec = ev.curve_record(out["best@k"])
     assert rec["k"] == [1, 2, 4, 8] and len(rec["mean"]) == 4
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"temperature": 0.0}, "temperature must be"),
-        ({"top_p": 1.5}, "top-p"),
-        ({"num_samples": 0}, "num_samples"),
-    ],
-)
-def test_sample_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        ev.SampleConfig(**kwargs)

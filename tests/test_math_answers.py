@@ -91,7 +91,8 @@ CORRECT = [
     ("3", r"so \boxed{2}", False),
     ("x+1", "x+1", True),
     ("x+1", "1+x", False),
-    ("", "", False),
+    ("", "1", False),
+    ("$ $", "1", False),
     ("nan", "nan", False),
     ("inf", "inf", False),
     ("Infinity", "Infinity", False),
@@ -105,6 +106,55 @@ CORRECT = [
 @pytest.mark.parametrize(("ans", "ref", "want"), CORRECT)
 def test_is_correct(ans, ref, want):
     assert ma.is_correct(ans, ref) is want
+
+
+def _unchecked(fn):
+    """The function without the test suite's runtime signature check, so its own error is what raises."""
+    return getattr(fn, "__wrapped__", fn)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: _unchecked(ma.extract_answer)(123), "completion must be a string, got int 123"),
+        (lambda: _unchecked(ma.vote_key)(2), "answer must be a string, got int 2"),
+        (lambda: _unchecked(ma.is_correct)(1, "1"), "answer must be a string or None, got int 1"),
+        (lambda: _unchecked(ma.reference_key)(1), "reference must be a string, got int 1"),
+    ],
+)
+def test_non_strings_raise_type_error_naming_the_argument(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+    with pytest.raises(TypeError):  # also through the public (runtime-checked in tests) names
+        ma.vote_key(2)
+    with pytest.raises(TypeError):
+        ma.is_correct("1", 1)
+
+
+@pytest.mark.parametrize(
+    ("reference", "match"),
+    [
+        ("", "reference answer is empty"),
+        (" ", "reference answer is empty"),
+        ("$ $", "reference answer is empty"),
+        (r"\boxed{}", "empty or unterminated"),
+        (r"\boxed{", "empty or unterminated"),
+        (r"so \boxed{ }", "empty or unterminated"),
+    ],
+)
+def test_empty_or_unparseable_reference_is_an_error(reference, match):
+    with pytest.raises(ValueError, match=match):
+        ma.reference_key(reference)
+    for answer in ("1", None, ""):
+        with pytest.raises(ValueError, match=match):
+            ma.is_correct(answer, reference)
+
+
+def test_empty_vote_key_is_invalid_like_none():
+    assert ma.vote_key("$ $") is None and ma.vote_key("   ") is None and ma.vote_key("$$") is None
+    keys = [[ma.vote_key(a) for a in ("7", "$ $", "7", " ")] + [""]]
+    ids, valid = ma.cluster_answers(keys)
+    assert ids.tolist() == [[0, -1, 0, -1, -1]] and valid.tolist() == [[True, False, True, False, False]]
 
 
 def test_parse_scalar():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+from cat_jax import numerics as nx
 from cat_jax import objectives as obj
 
 mpmath.mp.dps = 80
@@ -489,7 +490,7 @@ def test_float_budget_rejected():
     with pytest.raises(Exception, match="n"):
         obj.passn_probability(0.5, n=2.0)
     with pytest.raises(ValueError, match="n must be a Python integer"):
-        obj.nx.check_int("n", 2.0, minimum=1)
+        nx.check_int("n", 2.0, minimum=1)
     with pytest.raises(Exception, match="success_fn"):
         obj.from_success_fn(3.0)
 

@@ -178,6 +178,21 @@ def test_spec_examples():
     assert float(op.best_of_k(np.array([[-2.0, 4.0]]), k=2, replacement=True)[0]) == 2.5
 
 
+def test_best_of_k_with_replacement_accepts_any_k_without_replacement_k_le_n():
+    r = np.array([[1.0, 5.0, 2.0], [0.0, -1.0, 3.0]])
+    for k in (4, 7):  # k i.i.d. draws from a pool of 3: defined for any k >= 1
+        got = np.asarray(op.best_of_k(r, k=k, replacement=True))
+        np.testing.assert_allclose(got, [brute_best(row, k, True) for row in r], rtol=1e-6)
+    curve = op.scaling_curve(op.best_of_k, r, ks=[1, 3, 5], replacement=True)
+    np.testing.assert_allclose(curve.values[:, 2], op.best_of_k(r, k=5, replacement=True), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 3\], got 4"):
+        op.best_of_k(r, k=4)
+    with pytest.raises(ValueError, match=r"ks must be an integer in \[1, 3\], got 5"):
+        op.scaling_curve(op.best_of_k, r, ks=[1, 5])
+    with pytest.raises(ValueError, match=r"k must be an integer in >= 1, got 0"):
+        op.best_of_k(r, k=0, replacement=True)
+
+
 def test_scoring_fixture_spec6():
     # 3 problems x 4 attempts; problem 0 has an invalid attempt that stays in the pool.
     ids = np.array([[1, 1, 2, 3], [5, 5, 5, 6], [7, 8, 8, 9]], np.int32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl, train_lib
+from cat_jax import losses, rl, sampling, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.testing import tiny_model
@@ -94,7 +94,16 @@ def test_kl_is_zero_at_the_reference_and_ratio_is_one():
 
 
 def test_rollout_config_validation():
-    with pytest.raises(ValueError, match="num_samples"):
-        rl.RolloutConfig(num_samples=1)
+    with pytest.raises(ValueError, match="num_samples must be an integer in >= 2, got 1"):
+        rl.make_rl_step(
+            MODEL.apply,
+            train_lib.make_optimizer(train_lib.OptimizerConfig(lr=1e-2)),
+            functools.partial(llama.init_cache, MODEL.config),
+            rollout=sampling.SampleConfig(num_samples=1, max_new_tokens=3),
+            weights=wts.WeightConfig(),
+            advantages=adv.AdvantageConfig(),
+            loss=losses.PolicyLossConfig(),
+        )
+    assert rl.RolloutConfig is sampling.SampleConfig
     with pytest.raises(ValueError, match="temperature"):
         rl.RolloutConfig(temperature=0.0)

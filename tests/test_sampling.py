@@ -254,3 +254,17 @@ def test_prompt_longer_than_cache(model, prompts):
         run(model, prompts, sampling.Greedy(), cache=llama.init_cache(model.config, B, P + L - 1))
     with pytest.raises(ValueError, match="lengths"):
         run(model, (prompts[0], jnp.array([0, 3, 7])), sampling.Greedy())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": 0.0}, "temperature must be"),
+        ({"top_p": 1.5}, "top-p"),
+        ({"num_samples": 0}, "num_samples"),
+    ],
+)
+def test_sample_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sampling.SampleConfig(**kwargs)
+    assert sampling.SampleConfig(top_k=3, temperature=0.5).strategy() == sampling.TopK(3, temperature=0.5)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cat_jax.tasks.tokenizers import IGNORE, ByteTokenizer, CharTokenizer, HFTokenizer, layout
+from cat_jax.tasks.tokenizers import IGNORE, CharTokenizer, HFTokenizer, layout
 
 
 def test_char_roundtrip_and_reserved():
@@ -18,12 +18,6 @@ def test_char_roundtrip_and_reserved():
         tok.encode("a")
     with pytest.raises(ValueError, match="repeated"):
         CharTokenizer("aa")
-
-
-def test_byte_roundtrip():
-    tok = ByteTokenizer()
-    assert tok.decode(tok.encode("héllo", bos=True, eos=True)) == "héllo"
-    assert tok.vocab_size == 259
 
 
 def test_layout_rules():
@@ -74,3 +68,6 @@ def test_hf_adapter(tmp_path):
     assert tok.decode([2, 3, 4, 1]).split() == ["hello", "world"]
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         HFTokenizer(tmp_path / "missing.json")
+    assert HFTokenizer(path, 2, 1).encode("hello", bos=True, eos=True) == [2, 3, 1]  # ids work as names do
+    with pytest.raises(ValueError, match="vocab_size is 4"):
+        HFTokenizer(path, vocab_size=4)

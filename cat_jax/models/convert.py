@@ -1,11 +1,11 @@
 """Hugging Face checkpoints <-> cat_jax params: local directories, safetensors, no torch at run time.
 
 A directory holds ``config.json`` and either ``model.safetensors`` or shards listed in
-``model.safetensors.index.json``; ``tokenizer.json`` is loaded with ``tokenizers`` when present.
-Supported architectures: ``LlamaForCausalLM`` (Llama 2/3, with Llama 3 RoPE scaling), ``MistralForCausalLM``
-(no sliding window) and ``Qwen2ForCausalLM`` (q/k/v bias, no sliding window). A config field cat_jax does not
-implement, or implements only with another value, raises ``ValueError``; nothing is ignored silently except
-the metadata listed in ``METADATA_FIELDS``.
+``model.safetensors.index.json``; ``tokenizer.json``, when present, is loaded as a
+``cat_jax.tasks.tokenizers.HFTokenizer``. Supported architectures: ``LlamaForCausalLM`` (Llama 2/3, with
+Llama 3 RoPE scaling), ``MistralForCausalLM`` (no sliding window) and ``Qwen2ForCausalLM`` (q/k/v bias, no
+sliding window). A config field cat_jax does not implement, or implements only with another value, raises
+``ValueError``; nothing is ignored silently except the metadata listed in ``METADATA_FIELDS``.
 
 HF stores linear weights ``[out, in]``; cat_jax kernels are ``[in, out]`` (transposed on load and save).
 Tensors are read with the ``safetensors`` numpy API; bfloat16 tensors, which that API cannot represent, are
@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from cat_jax.models import llama
+from cat_jax.tasks.tokenizers import HFTokenizer
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
 # Describe the checkpoint or the HF runtime; they do not change the forward pass.
@@ -95,7 +96,7 @@ class Checkpoint(NamedTuple):
     params: nnx.State
     apply: llama.Decoder
     eos_token_ids: tuple[int, ...]  # stop tokens for the sampler, from config.json / generation_config.json
-    tokenizer: Any  # tokenizers.Tokenizer, or None without tokenizer.json
+    tokenizer: HFTokenizer | None  # None without tokenizer.json; .backend is the tokenizers.Tokenizer
 
 
 def _rope(hf: dict) -> tuple[float, tuple | None]:
@@ -266,20 +267,22 @@ def _weight_files(path: str) -> list[str]:
     return [single]
 
 
-def load_tokenizer(path: str, vocab_size: int | None = None):
-    """``tokenizers.Tokenizer`` from ``path/tokenizer.json`` (None if absent), checked against the vocab."""
+def load_tokenizer(
+    path: str, vocab_size: int | None = None, *, bos_token: int | None = None, eos_token: int | None = None
+) -> HFTokenizer | None:
+    """:class:`~cat_jax.tasks.tokenizers.HFTokenizer` of ``path/tokenizer.json`` (None if absent), checked
+    against the model's ``vocab_size``; ``bos_token`` / ``eos_token`` ids frame ``encode(..., bos, eos)``."""
     file = os.path.join(path, "tokenizer.json")
     if not os.path.exists(file):
         return None
-    import tokenizers  # only needed when a tokenizer is present
+    return HFTokenizer(file, bos_token, eos_token, vocab_size=vocab_size)
 
-    tok = tokenizers.Tokenizer.from_file(file)
-    if vocab_size is not None and tok.get_vocab_size() > vocab_size:
-        raise ValueError(
-            f"tokenizer.json has {tok.get_vocab_size()} tokens but the model's vocab_size is {vocab_size}: "
-            "token ids would index past the embedding; use the tokenizer that belongs to this checkpoint"
-        )
-    return tok
+
+def _first_id(value) -> int | None:
+    """A config.json token id field (an id, a list of ids or null) -> its first id."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value if isinstance(value, int) else None
 
 
 def _eos_ids(path: str, hf: dict) -> tuple[int, ...]:
@@ -326,7 +329,8 @@ def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
     if missing:
         raise ValueError(f"checkpoint {path} is missing tensors {missing[:5]} ({len(missing)} in all)")
     nnx.replace_by_pure_dict(state, pure)
-    tokenizer = load_tokenizer(path, config.vocab_size)
+    bos, eos = (_first_id(hf.get(f"{t}_token_id")) for t in ("bos", "eos"))
+    tokenizer = load_tokenizer(path, config.vocab_size, bos_token=bos, eos_token=eos)
     return Checkpoint(config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer)
 
 

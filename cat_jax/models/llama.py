@@ -328,7 +328,7 @@ class Llama(nnx.Module):
         return logits, (None if cache is None else tuple(new_cache))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnames=("config",))
 def _init_params(config: LlamaConfig, key: Array) -> nnx.State:
     return nnx.split(Llama(config, rngs=nnx.Rngs(params=key)))[1]
 
@@ -372,14 +372,3 @@ class Decoder:
 def decoder(graphdef: nnx.GraphDef) -> Decoder:
     """``apply(params, tokens, positions, cache) -> (logits, cache)`` for a split model."""
     return Decoder(graphdef)
-
-
-def apply(
-    graphdef: nnx.GraphDef,
-    params: PyTree,
-    tokens: Int[Array, "b t"],
-    positions: Int[Array, "b t"],
-    cache: PyTree = None,
-) -> tuple[Float[Array, "b t v"], PyTree]:
-    """One forward pass: logits ``[b, t, vocab]`` (float32) and the updated cache (None in, None out)."""
-    return Decoder(graphdef)(params, tokens, positions, cache)

@@ -25,6 +25,14 @@ _FRAC = re.compile(r"([-+]?)\\frac\{([^{}]+)\}\{([^{}]+)\}")
 _TOL = Fraction(1, 10_000)
 
 
+def _text(name: str, value, *, optional: bool = False) -> str | None:
+    """``value`` if it is a string (or None when ``optional``); otherwise a TypeError naming the argument."""
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    allowed = "a string or None" if optional else "a string"
+    raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
+
+
 def _escaped(text: str, i: int) -> bool:
     n = 0
     while i - 1 - n >= 0 and text[i - 1 - n] == "\\":
@@ -65,6 +73,7 @@ def extract_answer(completion: str, mode: str = "boxed_or_last_number") -> str |
     >>> extract_answer("  x+1 ", mode="answer_only"), extract_answer("a1 .5 b")
     ('x+1', '.5')
     """
+    _text("completion", completion)
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode {mode!r}; expected one of {MODES}")
     if not completion.strip():
@@ -79,18 +88,21 @@ def extract_answer(completion: str, mode: str = "boxed_or_last_number") -> str |
     return numbers[-1] if numbers else None
 
 
-def vote_key(answer: str) -> str:
+def vote_key(answer: str) -> str | None:
     r"""Vote key: strip, unicode minus, one ``$..$`` pair off, no ``\left``/``\right``, ``\frac``, no spaces.
 
-    >>> vote_key(r" $\left( \dfrac{1}{2} \right)$ "), vote_key("−3")
-    ('(\\frac{1}{2})', '-3')
+    An answer that normalises to nothing (``"$ $"``) has no key: None, invalid in a vote like an answer
+    that could not be extracted.
+
+    >>> vote_key(r" $\left( \dfrac{1}{2} \right)$ "), vote_key("−3"), vote_key("$ $")
+    ('(\\frac{1}{2})', '-3', None)
     """
-    s = answer.strip().replace("\u2212", "-")
+    s = _text("answer", answer).strip().replace("\u2212", "-")
     if len(s) >= 2 and s.startswith("$") and s.endswith("$"):
         s = s[1:-1]
     s = s.replace("\\left", "").replace("\\right", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return "".join(s.split())
+    return "".join(s.split()) or None
 
 
 def _decimal(s: str) -> Fraction | None:
@@ -123,27 +135,41 @@ def parse_scalar(s: str) -> Fraction | None:
     return -(a / b) if parts[0] == "-" else a / b
 
 
+def reference_key(reference: str) -> str:
+    r"""Normalised reference answer (its last box's content, if it has one) as :func:`is_correct` reads it.
+
+    Raises ``ValueError`` when it is empty or its last box is empty or unterminated (every answer would be
+    scored wrong), ``TypeError`` when it is not a string; data preparation calls it to reject such problems.
+
+    >>> reference_key(r"so \boxed{\dfrac{1}{2}}"), reference_key(" 7 ")
+    ('\\frac{1}{2}', '7')
+    """
+    found, content = _last_box(_text("reference", reference))
+    if found and content is None:
+        raise ValueError(f"reference answer has an empty or unterminated \\boxed{{}}: {reference!r}")
+    key = vote_key(content if found else reference)
+    if key is None:
+        raise ValueError(f"reference answer is empty: {reference!r}")
+    return key
+
+
 def is_correct(answer: str | None, reference: str) -> bool:
     r"""Verify an extracted answer against a reference (boxed content if the reference has a box).
 
-    Empty or nan/inf strings are wrong; two scalars match when equal or strictly within 1e-4; otherwise the
-    normalised strings must be equal.
+    Empty or nan/inf answers are wrong; two scalars match when equal or strictly within 1e-4; otherwise the
+    normalised strings must be equal. A reference that is empty, or whose last box is empty or unterminated,
+    is an error (``ValueError``): every answer would silently be scored wrong.
 
     >>> is_correct("1.00005", "1"), is_correct("1.0001", "1"), is_correct(r"\boxed{x}", r"so \boxed{x}")
     (True, False, False)
     >>> is_correct("x", r"so \boxed{x}"), is_correct("inf", "inf"), is_correct(r"\dfrac12", r"\frac12")
     (True, False, True)
     """
-    if answer is None:
-        return False
-    found, content = _last_box(reference)
-    if found:
-        if content is None:
-            return False
-        reference = content
-    a, b = vote_key(answer), vote_key(reference)
-    bad = {"", "nan", "inf", "infinity", "+inf", "-inf", "+infinity", "-infinity", "-nan", "+nan"}
-    if a.lower() in bad or b.lower() in bad:
+    _text("answer", answer, optional=True)
+    b = reference_key(reference)
+    a = None if answer is None else vote_key(answer)
+    bad = {"nan", "inf", "infinity", "+inf", "-inf", "+infinity", "-infinity", "-nan", "+nan"}
+    if a is None or a.lower() in bad or b.lower() in bad:
         return False
     va, vb = parse_scalar(a), parse_scalar(b)
     if va is not None and vb is not None:
@@ -166,7 +192,8 @@ def extract_gsm8k(text: str) -> str | None:
 def cluster_answers(
     keys: Sequence[Sequence[str | None]],
 ) -> tuple[Int[np.ndarray, "b n"], Bool[np.ndarray, "b n"]]:
-    """Integer cluster ids per row (first-occurrence order) and a valid mask; None keys are invalid (id -1).
+    """Integer cluster ids per row (first-occurrence order) and a valid mask; None (and empty) keys are
+    invalid (id -1).
 
     >>> ids, valid = cluster_answers([["7", None, "7", "8"]])
     >>> ids.tolist(), valid.tolist()
@@ -181,7 +208,7 @@ def cluster_answers(
             raise ValueError(f"row {i} has {len(row)} answers, expected {n}")
         table: dict[str, int] = {}
         for j, k in enumerate(row):
-            if k is not None:
+            if k is not None and k != "":  # an empty key is no answer (vote_key never returns one)
                 ids[i, j] = table.setdefault(k, len(table))
                 valid[i, j] = True
     return ids, valid

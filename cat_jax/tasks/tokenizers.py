@@ -1,4 +1,4 @@
-"""Tokenizers (character level, local Hugging Face ``tokenizer.json``) and the SPEC §3.1 prompt/target layout.
+"""Tokenizers (character level; a local Hugging Face ``tokenizer.json``) and the SPEC §3.1 example layout.
 
 >>> tok = CharTokenizer("0123456789x=")
 >>> ex = layout(tok.encode("1x2=", bos=True), tok.encode("02", eos=True), max_len=8, pad_id=tok.pad_id)
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-IGNORE = -100
+from cat_jax.logprobs import IGNORE
 
 
 class CharTokenizer:
@@ -51,36 +51,23 @@ class CharTokenizer:
         return "".join(out)
 
 
-class ByteTokenizer(CharTokenizer):
-    """UTF-8 bytes as ids 3..258."""
-
-    def __init__(self):
-        self.alphabet = ""
-
-    @property
-    def vocab_size(self) -> int:
-        """Reserved ids plus 256 bytes."""
-        return 259
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        """UTF-8 byte ids, optionally framed by bos/eos."""
-        return [self.bos_id] * bos + [b + 3 for b in text.encode()] + [self.eos_id] * eos
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """UTF-8 text of the ids up to the first eos."""
-        out = bytearray()
-        for i in ids:
-            if i == self.eos_id:
-                break
-            if i >= 3:
-                out.append(i - 3)
-        return out.decode(errors="replace")
-
-
 class HFTokenizer:
-    """A local ``tokenizer.json`` via the ``tokenizers`` package (imported on use; nothing downloads)."""
+    """A local ``tokenizer.json`` via the ``tokenizers`` package (imported on use; nothing downloads).
 
-    def __init__(self, path: str | Path, bos_token: str | None = None, eos_token: str | None = None):
+    The one loader of ``tokenizer.json`` files (``cat_jax.models.convert.load`` uses it for a checkpoint's).
+    ``bos_token`` / ``eos_token``: a token string or an id (None: encoding with that token is an error);
+    pad = EOS when there is one (SPEC §3.1), else 0. ``vocab_size``: the model's, checked so that no token id
+    indexes past the embedding. ``backend`` is the ``tokenizers.Tokenizer`` itself.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        bos_token: str | int | None = None,
+        eos_token: str | int | None = None,
+        *,
+        vocab_size: int | None = None,
+    ):
         try:
             from tokenizers import Tokenizer
         except ImportError as e:
@@ -88,27 +75,37 @@ class HFTokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer file at {path}")
-        self._tok = Tokenizer.from_file(str(path))
-        self.bos_id = self._tok.token_to_id(bos_token) if bos_token else None
-        self.eos_id = self._tok.token_to_id(eos_token) if eos_token else None
+        self.backend = Tokenizer.from_file(str(path))
+        if vocab_size is not None and self.vocab_size > vocab_size:
+            raise ValueError(
+                f"tokenizer.json has {self.vocab_size} tokens but the model's vocab_size is {vocab_size}: "
+                "token ids would index past the embedding; use the tokenizer that belongs to this checkpoint"
+            )
+        self.bos_id = self._id(bos_token)
+        self.eos_id = self._id(eos_token)
         # SPEC §3.1: pad = EOS when the tokenizer has no pad token.
         self.pad_id = self.eos_id if self.eos_id is not None else 0
+
+    def _id(self, token: str | int | None) -> int | None:
+        if token is None or isinstance(token, int):
+            return token
+        return self.backend.token_to_id(token)
 
     @property
     def vocab_size(self) -> int:
         """Vocabulary size including added tokens."""
-        return self._tok.get_vocab_size()
+        return self.backend.get_vocab_size()
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         """Ids without the tokenizer's own special tokens, optionally framed by bos/eos."""
-        ids = self._tok.encode(text, add_special_tokens=False).ids
+        ids = self.backend.encode(text, add_special_tokens=False).ids
         if (bos and self.bos_id is None) or (eos and self.eos_id is None):
             raise ValueError("bos/eos requested but the token was not named")
         return [self.bos_id] * bos + ids + [self.eos_id] * eos
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text with special tokens skipped."""
-        return self._tok.decode(list(ids), skip_special_tokens=True)
+        return self.backend.decode(list(ids), skip_special_tokens=True)
 
 
 def layout(
