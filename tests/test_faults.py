@@ -249,6 +249,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_warning(faults):
 
 @pytest.mark.parametrize("fault", ["not a directory", "disk full"])
 def test_bad_workdir_fails_before_training(tmp_path, fault):
+    from cat_jax import train_lib
     from experiments import common, sft
 
     if fault == "not a directory":
@@ -257,7 +258,7 @@ def test_bad_workdir_fails_before_training(tmp_path, fault):
     else:  # the workdir's write probe lands on /dev/full: the write fails with ENOSPC, as on a full disk
         workdir, reason = tmp_path / "run", os.strerror(errno.ENOSPC)
         workdir.mkdir()
-        (workdir / ".write_probe").symlink_to("/dev/full")
+        (workdir / train_lib.write_probe_name()).symlink_to("/dev/full")
     config = common.load_config("configs/sft/arith.py:warmup,smoke")
     message = rf"workdir '{re.escape(str(workdir))}' is not writable \({reason}\); choose another --workdir"
     with pytest.raises(OSError, match=message):
