@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -135,10 +136,19 @@ def read_metrics(workdir: str | os.PathLike, filename: str = "metrics.jsonl") ->
 
 def _import_tensorboardx():
     """tensorboardX's synchronous pieces, or None when it is not installed (TensorBoard is optional)."""
+    # Importing any part of tensorboardX runs its package __init__, whose writer module imports torch when
+    # torch is installed, only to accept torch tensors (never passed here): seconds of start-up in every
+    # run. A torch not imported yet is hidden for the duration (and importable again afterwards).
+    hide_torch = "torch" not in sys.modules
+    if hide_torch:
+        sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
     try:
         from tensorboardX import summary
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto import event_pb2, summary_pb2
     except ImportError:
         return None
+    finally:
+        if hide_torch and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
     return summary, EventsWriter, event_pb2, summary_pb2
