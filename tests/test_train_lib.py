@@ -77,8 +77,8 @@ def test_gradient_accumulation_equals_large_batch():
     no_jitter = lambda p, b, r: _mse(p, b)
     tx1 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None))
     tx2 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None, accum_steps=2))
-    s1 = tl.make_train_step(no_jitter, tx1)(tl.TrainState.create(init_params(), tx1, seed=0), big)[0]
-    step2 = tl.make_train_step(no_jitter, tx2)
+    s1 = jax.jit(tl.make_train_step(no_jitter, tx1))(tl.TrainState.create(init_params(), tx1, seed=0), big)[0]
+    step2 = jax.jit(tl.make_train_step(no_jitter, tx2))  # jitted: two compiles, not one per eager op
     s2 = tl.TrainState.create(init_params(), tx2, seed=0)
     for h in halves:
         s2 = step2(s2, h)[0]
