@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Two xdist workers match the 2-core CI machine; override with `make test PYTEST_WORKERS=0`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test run lint format clean
+.PHONY: test test-slow run lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# pytest exits 5 when it collects nothing: that must fail loudly, never pass.
+# Two tiers: `make test` lints and runs every test not marked `slow` (the functional suite, minutes);
+# `make test-slow` runs only the `slow` ones (longer experiment smoke and fault runs). .ci/run runs both.
+# pytest exits 5 when it collects (or selects) nothing: that must fail loudly, never pass.
 test: lint
-	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q; rc=$$?; \
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)"; fi; exit $$rc
+
+test-slow: $(STAMP)
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m slow; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: pytest collected no slow tests (exit 5)"; fi; exit $$rc
 
 run: $(STAMP)
 	$(BIN)/python -m experiments.quickstart --workdir=workdirs/quickstart

@@ -6,10 +6,12 @@ large array is split along its largest divisible axis over ``"fsdp"`` (ZeRO-3 / 
 them where needed). Computation stays written for automatic sharding: ``jax.jit`` on sharded inputs does
 the rest.
 
-Multi-host (TPU pod slices, GPU clusters): call :func:`initialize_distributed` first on every host. On Cloud
-TPU it needs no arguments; on GPU clusters set ``JAX_COORDINATOR_ADDRESS=host0:1234``,
-``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (or run under SLURM / Open MPI, which JAX detects), then build
-the mesh over ``jax.devices()`` as usual.
+Multi-process (TPU pod slices, GPU clusters): every process calls :func:`initialize_distributed` first,
+before anything touches a device (the experiments do it in ``experiments.cli.setup``). On a multi-host Cloud
+TPU slice, under SLURM or Open MPI with several tasks, JAX detects the cluster and it needs no arguments;
+elsewhere pass ``coordinator_address="host0:1234"``, ``num_processes`` and ``process_id`` (or set
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``), then build the mesh over
+``jax.devices()`` as usual. :func:`topology` says what this process sees.
 """
 
 from __future__ import annotations
@@ -27,13 +29,57 @@ from cat_jax import numerics as nx
 DATA_AXES = ("data", "fsdp")
 
 
-def initialize_distributed() -> bool:
-    """``jax.distributed.initialize()`` when running multi-process (env vars or a TPU pod); else a no-op."""
-    multi = any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE"))
-    if multi or os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
-        jax.distributed.initialize()
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """``jax.distributed.initialize`` when asked or when JAX can detect a multi-process cluster; returns
+    whether it ran (False: a single-process run, nothing done).
+
+    Asked: any argument given, or ``JAX_COORDINATOR_ADDRESS`` set; missing ``num_processes`` /
+    ``process_id`` are read from ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, then left to JAX's cluster
+    detection. Detected: SLURM or Open MPI with more than one task, or a Cloud TPU slice with several
+    workers. Must run before anything touches a device (JAX raises ``RuntimeError`` otherwise); a second
+    call after a successful one is a no-op that returns True.
+    """
+    if jax.distributed.is_initialized():
         return True
-    return False
+    env = os.environ
+    num_processes = _int_or_env("num_processes", num_processes, "JAX_NUM_PROCESSES", minimum=1)
+    process_id = _int_or_env("process_id", process_id, "JAX_PROCESS_ID", minimum=0)
+    if num_processes is not None and process_id is not None and process_id >= num_processes:
+        raise ValueError(f"process_id must be < num_processes={num_processes}, got {process_id}")
+    asked = coordinator_address or num_processes is not None or process_id is not None
+    asked = asked or "JAX_COORDINATOR_ADDRESS" in env
+    tasks = (env.get(k, "") for k in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+    detected = any(n.isdigit() and int(n) > 1 for n in tasks)
+    detected = detected or env.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0
+    if not (asked or detected):
+        return False
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return True
+
+
+def _int_or_env(name: str, value: int | None, var: str, *, minimum: int) -> int | None:
+    if value is None and os.environ.get(var):
+        try:
+            value = int(os.environ[var])
+        except ValueError:
+            raise ValueError(f"{var} must be an integer, got {os.environ[var]!r}") from None
+    return None if value is None else nx.check_int(name, value, minimum=minimum)
+
+
+def topology() -> dict[str, int]:
+    """This process's place in the run: ``process_index``, ``process_count``, ``local_devices`` (its own)
+    and ``global_devices`` (every process's). Touches the devices: call after
+    :func:`initialize_distributed`."""
+    return {
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "local_devices": jax.local_device_count(),
+        "global_devices": jax.device_count(),
+    }
 
 
 def make_mesh(num_devices: int | None = None, *, fsdp: int = 1) -> Mesh:

@@ -1,13 +1,64 @@
-"""Checks the experiment programs run on their command line before absl parses the flags."""
+"""What every experiment program runs around absl: config-override checks before flag parsing, and
+:func:`setup` (multi-process start-up, topology log) as the first line of ``main``.
+
+The flags defined here (``--coordinator_address``, ``--num_processes``, ``--process_id``) exist in every
+program that imports this module, i.e. every experiment.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
+import jax
 import ml_collections
+from absl import flags, logging
 
+from cat_jax import sharding
 from experiments import common
+
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 in a multi-process run (or set JAX_COORDINATOR_ADDRESS). Not needed on one "
+    "host, nor where JAX detects the cluster (multi-host Cloud TPU, SLURM or Open MPI with several tasks).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "Processes in a multi-process run (or JAX_NUM_PROCESSES); see --coordinator_address.",
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 .. num_processes - 1 (or JAX_PROCESS_ID)."
+)
+
+
+def setup() -> dict[str, int | bool]:
+    """The first line of every experiment's ``main``: start ``jax.distributed`` when the flags or the
+    environment ask for it (:func:`cat_jax.sharding.initialize_distributed`; a no-op on a single process),
+    then log and return this process's topology: ``process_index``, ``process_count``, ``local_devices``,
+    ``global_devices`` and ``distributed`` (whether ``jax.distributed`` was initialised).
+
+    Must run before anything touches a device. Outside ``app.run`` (flags not parsed) only the environment
+    can ask for a multi-process start.
+    """
+    parsed = flags.FLAGS.is_parsed()
+    distributed = sharding.initialize_distributed(
+        coordinator_address=_COORDINATOR_ADDRESS.value if parsed else None,
+        num_processes=_NUM_PROCESSES.value if parsed else None,
+        process_id=_PROCESS_ID.value if parsed else None,
+    )
+    topology = {**sharding.topology(), "distributed": distributed}
+    logging.info(
+        "process %d of %d: %d local devices, %d global devices (%s); jax.distributed %s",
+        topology["process_index"],
+        topology["process_count"],
+        topology["local_devices"],
+        topology["global_devices"],
+        jax.default_backend(),
+        "initialised" if distributed else "not used (single process)",
+    )
+    return topology
 
 
 def check_config_overrides(argv: Sequence[str] | None = None) -> None:

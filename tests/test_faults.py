@@ -3,9 +3,14 @@
 Every run is a real ``python -m experiments.sft`` / ``experiments.rl`` process on the smoke config. A small
 wrapper (``CHILD``) only adds a deterministic fault: at step ``CAT_FAULT_AT`` it sends ``CAT_FAULT_SIGNAL``
 to its own process through the OS, i.e. the signal arrives between two steps exactly as a scheduler's would,
-at a step chosen by a seeded generator (CI stays deterministic). Runs share JAX's persistent compilation
-cache (same programs, so the same executables), which keeps each process at a few seconds of CPU, and one
-module-scoped fixture per experiment serves all assertions.
+at a step chosen by a seeded generator (CI stays deterministic). One module-scoped fixture per experiment
+serves all assertions: six processes (one uninterrupted reference run, then five against it).
+
+Cost: the processes share one JAX persistent compilation cache (same programs, so the same executables:
+only the reference run compiles) and compile at XLA's lowest backend optimisation level (half the compile
+time; every run of a scenario uses the same executables, so bit-for-bit comparisons keep their meaning).
+Even so, the twelve processes take about a minute of CPU: those tests are marked ``slow`` (``make
+test-slow``); the in-process bad-workdir checks stay in ``make test``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class Experiment:
         self.env = {
             **os.environ,
             "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": "",
+            "XLA_FLAGS": "--xla_backend_optimization_level=0",  # one device; compiles in half the time
             "JAX_COMPILATION_CACHE_DIR": str(cache),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
@@ -182,13 +187,19 @@ SCENARIOS = {  # module, flags, steps, seed of the fault steps
 EVERY = 2  # checkpoint_every
 
 
+def session_folder(tmp_path_factory, worker_id: str) -> pathlib.Path:
+    """This test session's temporary folder, the same for every pytest-xdist worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 def once_per_session(tmp_path_factory, worker_id: str, name: str, compute) -> dict:
     """``compute(folder)`` once per test session, even when pytest-xdist spreads this module over workers
     (each worker would otherwise repeat a module-scoped fixture): the first worker computes under a file
     lock in the session's shared temporary folder, the others read its JSON result."""
     if worker_id == "master":
         return compute(tmp_path_factory.mktemp(name))
-    shared = tmp_path_factory.getbasetemp().parent / f"faults_{name}"
+    shared = session_folder(tmp_path_factory, worker_id) / f"faults_{name}"
     shared.mkdir(exist_ok=True)
     with (shared / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -203,7 +214,8 @@ def faults(request, tmp_path_factory, worker_id):
     module, flags, steps, seed = SCENARIOS[request.param]
 
     def compute(folder: pathlib.Path) -> dict:
-        kw = {"steps": steps, "every": EVERY, "root": folder, "cache": folder / "jax_cache", "seed": seed}
+        cache = session_folder(tmp_path_factory, worker_id) / "faults_jax_cache"  # for both scenarios
+        kw = {"steps": steps, "every": EVERY, "root": folder, "cache": cache, "seed": seed}
         return scenario(module, flags, **kw)
 
     result = once_per_session(tmp_path_factory, worker_id, request.param, compute)
@@ -211,6 +223,7 @@ def faults(request, tmp_path_factory, worker_id):
     return result | {"runs": runs}
 
 
+@pytest.mark.slow
 def test_same_seed_and_config_give_identical_runs(faults):
     runs = faults["runs"]
     assert runs["reference"].returncode == 0, runs["reference"].stderr[-3000:]
@@ -219,6 +232,7 @@ def test_same_seed_and_config_give_identical_runs(faults):
     assert_same_run(runs["repeat"], runs["reference"])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_resume_loses_nothing(faults):
     runs, at = faults["runs"], faults["term_at"]
     term = runs["term"]
@@ -231,6 +245,7 @@ def test_sigterm_saves_and_resume_loses_nothing(faults):
     assert_same_run(runs["resumed"], runs["reference"])
 
 
+@pytest.mark.slow
 def test_sigkill_redoes_only_steps_since_last_checkpoint(faults):
     runs, at, every = faults["runs"], faults["kill_at"], faults["every"]
     last = faults["after"]["kill"][-1]
@@ -239,6 +254,7 @@ def test_sigkill_redoes_only_steps_since_last_checkpoint(faults):
     assert_same_run(runs["resumed"], runs["reference"])
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_with_warning(faults):
     run, bad = faults["runs"]["corrupt_resumed"], faults["corrupted"]
     previous = faults["after"]["kill"][-2]
@@ -249,6 +265,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_warning(faults):
 
 @pytest.mark.parametrize("fault", ["not a directory", "disk full"])
 def test_bad_workdir_fails_before_training(tmp_path, fault):
+    from cat_jax import train_lib
     from experiments import common, sft
 
     if fault == "not a directory":
@@ -257,7 +274,7 @@ def test_bad_workdir_fails_before_training(tmp_path, fault):
     else:  # the workdir's write probe lands on /dev/full: the write fails with ENOSPC, as on a full disk
         workdir, reason = tmp_path / "run", os.strerror(errno.ENOSPC)
         workdir.mkdir()
-        (workdir / ".write_probe").symlink_to("/dev/full")
+        (workdir / train_lib.write_probe_name()).symlink_to("/dev/full")
     config = common.load_config("configs/sft/arith.py:warmup,smoke")
     message = rf"workdir '{re.escape(str(workdir))}' is not writable \({reason}\); choose another --workdir"
     with pytest.raises(OSError, match=message):

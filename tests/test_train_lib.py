@@ -77,8 +77,8 @@ def test_gradient_accumulation_equals_large_batch():
     no_jitter = lambda p, b, r: _mse(p, b)
     tx1 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None))
     tx2 = tl.make_optimizer(tl.OptimizerConfig(lr=0.1, clip_norm=None, accum_steps=2))
-    s1 = tl.make_train_step(no_jitter, tx1)(tl.TrainState.create(init_params(), tx1, seed=0), big)[0]
-    step2 = tl.make_train_step(no_jitter, tx2)
+    s1 = jax.jit(tl.make_train_step(no_jitter, tx1))(tl.TrainState.create(init_params(), tx1, seed=0), big)[0]
+    step2 = jax.jit(tl.make_train_step(no_jitter, tx2))  # jitted: two compiles, not one per eager op
     s2 = tl.TrainState.create(init_params(), tx2, seed=0)
     for h in halves:
         s2 = step2(s2, h)[0]
@@ -229,6 +229,53 @@ def test_eval_fn_runs_at_start_every_k_and_end(tmp_path):
     assert [r["step"] for r in records] == [0, 2, 4, 5]
     with pytest.raises(ValueError, match="eval_fn"):
         tl.train_loop(fresh_state(), STEP, batches, num_steps=1, workdir=tmp_path / "b", eval_every=1)
+
+
+def test_only_process_0_writes_the_metric_log(tmp_path, monkeypatch):
+    """Faked as process 1 of a multi-process run, a MetricWriter creates, truncates and writes nothing."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 2.0}\n')
+    monkeypatch.setattr(jax, "process_index", lambda *args, **kwargs: 1)
+    assert not tl.is_writer()
+    w = tl.MetricWriter(tmp_path, resume_step=1)  # process 0 would truncate the log to step 1
+    w.write(2, {"loss": jnp.float32(3.0)})
+    w.close()
+    assert not w.active and not w.tensorboard
+    assert w.read() == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 2.0}]  # process 0's log, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+    w = tl.MetricWriter(tmp_path / "new")
+    w.write(1, {"loss": 1.0})
+    assert not (tmp_path / "new").exists()
+
+
+def test_train_loop_off_process_0_writes_only_checkpoints(tmp_path, monkeypatch, capsys):
+    """Every process trains, evaluates and checkpoints; only process 0 logs and shows progress.
+
+    ``is_writer`` is faked rather than ``jax.process_index``: Orbax asks ``jax.process_index`` too, and a lone
+    process told it is process 1 would wait forever for a process 0 to finish its checkpoints.
+    """
+    monkeypatch.setattr(tl.metrics, "is_writer", lambda: False)
+    calls = []
+    run = tl.train_loop(
+        fresh_state(),
+        STEP,
+        batches,
+        num_steps=4,
+        workdir=tmp_path,
+        checkpoint_every=2,
+        progress=True,
+        eval_every=2,
+        eval_fn=lambda state: calls.append(int(state.step)) or {"w_norm": jnp.sum(state.params["w"] ** 2)},
+    )
+    assert calls == [0, 2, 4] and run.metrics["loss/total"] > 0  # evaluations still run: they are collective
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""  # no progress bar
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+    assert tl.Checkpointer(tmp_path).steps() == [2, 4]
+    resumed = tl.train_loop(fresh_state(), STEP, batches, num_steps=4, workdir=tmp_path, progress=False)
+    assert resumed.resumed_from == 4
+    for a, b in zip(jax.tree.leaves(run.state), jax.tree.leaves(resumed.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob("metrics.jsonl")) and not list(tmp_path.glob("events.*"))
 
 
 def _masked_crc32c(data: bytes) -> int:
