@@ -44,6 +44,3 @@ def test_split_disjoint():
     assert not {p.prompt for p in tr} & {p.prompt for p in te}
     with pytest.raises(ValueError, match="exceeds"):
         ar.split_problems(tr, 3000, 1)
-    assert len(list(ar.iter_family("modular_chain", n=5, steps=2))) == 5
-    with pytest.raises(ValueError, match="family"):
-        list(ar.iter_family("nope"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -99,13 +99,3 @@ def split_problems(
     order = np.random.default_rng(seed).permutation(len(problems))
     pick = [problems[i] for i in order[: num_train + num_test]]
     return pick[:num_train], pick[num_train:]
-
-
-def iter_family(name: str, **kw: int) -> Iterator[Problem]:
-    """Problems of a family: ``multiplication`` (digits) or ``modular_chain`` (n, steps, modulus, seed)."""
-    if name == "multiplication":
-        yield from multiplication_problems(kw.get("digits", 2))
-    elif name == "modular_chain":
-        yield from sample_modular_chains(**kw)
-    else:
-        raise ValueError(f"unknown task family {name!r}; expected 'multiplication' or 'modular_chain'")

@@ -9,8 +9,11 @@ from . import DOMAIN, STATIC, raises
 
 # fmt: off
 CASES = [
-    raises("rl.RolloutConfig", STATIC, "num_samples=1 (no group to compare)",
-           lambda: rl.RolloutConfig(num_samples=1, max_new_tokens=4),
+    raises("rl.make_rl_step", STATIC, "rollout num_samples=1 (no group to compare)",
+           lambda: rl.make_rl_step(None, None, None,
+                                   rollout=rl.RolloutConfig(num_samples=1, max_new_tokens=4),
+                                   weights=wts.WeightConfig(), advantages=adv.AdvantageConfig(),
+                                   loss=los.PolicyLossConfig()),
            r"num_samples must be an integer in >= 2, got 1"),
     raises("rl.RolloutConfig", DOMAIN, "temperature=0",
            lambda: rl.RolloutConfig(num_samples=4, max_new_tokens=4, temperature=0.0),

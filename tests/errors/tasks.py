@@ -5,7 +5,7 @@ from cat_jax.tasks import math_answers as answers
 from cat_jax.tasks import protein
 from cat_jax.tasks import tokenizers as toks
 
-from . import DOMAIN, EMPTY, MISSING, SHAPE, STATIC, UNKNOWN, raises
+from . import DOMAIN, DTYPE, EMPTY, MISSING, SHAPE, STATIC, UNKNOWN, raises
 
 # fmt: off
 CASES = [
@@ -15,8 +15,16 @@ CASES = [
     raises("tasks.arithmetic.modular_chain_problem", DOMAIN, "modulus=0",
            lambda: arith.modular_chain_problem(3, [("+", 2)], 0),
            r"modulus must be an integer >= 2, got 0"),
-    raises("tasks.arithmetic.iter_family", UNKNOWN, '"division"', lambda: list(arith.iter_family("division")),
-           r"unknown task family 'division'; expected 'multiplication' or 'modular_chain'"),
+    raises("tasks.math_answers.extract_answer", DTYPE, "a completion that is not a string (123)",
+           lambda: answers.extract_answer(123), r"completion must be a string, got int 123", exc=TypeError),
+    raises("tasks.math_answers.vote_key", DTYPE, "an answer that is not a string (2)",
+           lambda: answers.vote_key(2), r"answer must be a string, got int 2", exc=TypeError),
+    raises("tasks.math_answers.is_correct", DTYPE, "an answer that is not a string (1)",
+           lambda: answers.is_correct(1, "1"), r"answer must be a string or None, got int 1", exc=TypeError),
+    raises("tasks.math_answers.is_correct", EMPTY, 'an empty reference answer ("")',
+           lambda: answers.is_correct("1", ""), r"reference answer is empty: ''"),
+    raises("tasks.math_answers.is_correct", DOMAIN, 'an unterminated reference "\\boxed{"',
+           lambda: answers.is_correct("1", "\\boxed{"), r"reference answer has an empty or unterminated"),
     raises("tasks.math_answers.extract_answer", UNKNOWN, 'mode="last"',
            lambda: answers.extract_answer("1", mode="last"),
            r"unknown extraction mode 'last'"),
