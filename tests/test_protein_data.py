@@ -38,9 +38,7 @@ def test_sft_and_prompt_layouts():
     cond = protein_data.sft_arrays([("AC", "D"), ("A", "CD")])
     sep = TOK.encode(">")[0]
     np.testing.assert_array_equal(cond["tokens"], [[bos, a, c, sep, d, eos], [bos, a, sep, c, d, eos]])
-    np.testing.assert_array_equal(
-        cond["labels"], [[IGNORE] * 4 + [d, eos], [IGNORE] * 3 + [c, d, eos]]
-    )
+    np.testing.assert_array_equal(cond["labels"], [[IGNORE] * 4 + [d, eos], [IGNORE] * 3 + [c, d, eos]])
     p = protein_data.prompt_arrays([("ACDA", "D"), ("CC", "A")])
     np.testing.assert_array_equal(p["prompts"], [[bos, a, c, d, a, sep], [bos, c, c, sep, 0, 0]])
     np.testing.assert_array_equal(p["lengths"], [6, 4])

@@ -110,7 +110,7 @@ class Rows(Sequence):
         return len(next(iter(self.arrays.values())))
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        return {k: v[i] for k, v in self.arrays.items()}
+        return {k: np.asarray(v[i]) for k, v in self.arrays.items()}  # a 0-d array, not a scalar, per 1-d row
 
 
 def batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int) -> data.Batches:
