@@ -2,6 +2,9 @@ r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4, §
 
     python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein
 
+0. **Data**: the corpus and the conditional pairs are ``cat_protein`` records (``CatProtein``, prepared once
+   in ``config.data_dir``; ``cat_jax.tasks.protein_data`` lays them out), batched by the one batcher
+   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step).
 1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (most
    sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on ``BOS seq EOS``.
    Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the 12-height one.
@@ -297,7 +300,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     shared = {"compiled": {}, "progress": progress, "apply": apply, "model_cfg": model_cfg}
 
     t = time.perf_counter()
-    arrays = read_data(config)
+    arrays = read_data(config)  # every phase's data (seconds, counted in pre-training's wall time)
     pretrained = sft_phase(
         config.pretrain, arrays["pretrain"], init_params, root / "pretrain", apply=apply, progress=progress
     )
