@@ -2,6 +2,9 @@ r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4, §
 
     python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein
 
+0. **Data**: the corpus and the conditional pairs are ``cat_protein`` records (``CatProtein``, prepared once
+   in ``config.data_dir``; ``cat_jax.tasks.protein_data`` lays them out), batched by the one batcher
+   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step).
 1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (most
    sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on ``BOS seq EOS``.
    Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the 12-height one.
@@ -37,15 +40,13 @@ from cat_jax import advantages as adv
 from cat_jax import evaluation, losses, rl, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
-from cat_jax.tasks import protein
-from cat_jax.tasks.tokenizers import IGNORE
+from cat_jax.tasks import protein, protein_data
 from experiments import cli, common
 from experiments import protein_report as report_lib
 
 # Character vocabulary (``protein.tokenizer()``): pad 0, BOS 1, EOS 2, the 20 residues, and '>' closing a
 # conditional prompt (the character-level stand-in for SPEC's "Input: ... Output:" text; it is not an amino
 # acid, so a sample that emits it is invalid, as prose is for ProtGPT2).
-SEP = protein.SEPARATOR
 TOKENIZER = protein.tokenizer()
 PAD, BOS, EOS = TOKENIZER.pad_id, TOKENIZER.bos_id, TOKENIZER.eos_id
 SETTINGS = ("uncond", "cond")
@@ -81,65 +82,36 @@ _jit_rewards = jax.jit(rewards, static_argnames="setting")
 # ----------------------------------------------------------------------------- data
 
 
-def _pad(rows: list[list[int]], width: int | None = None, fill: int = PAD) -> np.ndarray:
-    width = width or max(map(len, rows))
-    out = np.full((len(rows), width), fill, np.int32)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
+def read_data(config: ml_collections.ConfigDict) -> dict:
+    """Every array of the run, read through ``CatProtein`` (prepared once in ``config.data_dir``).
 
-
-def pretraining_data(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``BOS seq EOS`` rows and their labels (every token after BOS), plus the sequences."""
-    seqs = protein.pretraining_corpus(
-        int(cfg.num_sequences), seed=int(cfg.corpus_seed), max_len=int(cfg.max_len)
+    ``corpus``: the pre-training sequences; ``pretrain`` / ``cond_warmup``: SFT ``tokens``/``labels``;
+    ``cond_train`` / ``cond_test``: the RL and held-out prompts with their input counts.
+    """
+    data_dir = config.get("data_dir") or None
+    pre = config.pretrain
+    corpus = protein_data.read_corpus(
+        int(pre.num_sequences), seed=int(pre.corpus_seed), max_len=int(pre.max_len), data_dir=data_dir
     )
-    tokens = _pad([TOKENIZER.encode(s, bos=True, eos=True) for s in seqs])
-    labels = np.where(tokens != PAD, tokens, IGNORE)
-    labels[:, 0] = IGNORE
-    return tokens, labels.astype(np.int32), seqs
-
-
-def conditional_sft_data(pairs: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """``BOS input '>' target EOS`` rows; labels on the target and EOS only (SPEC §3.1 layout)."""
-    rows, labels = [], []
-    for src, tgt in pairs:
-        prompt = TOKENIZER.encode(src + SEP, bos=True)
-        target = TOKENIZER.encode(tgt, eos=True)
-        rows.append(prompt + target)
-        labels.append([IGNORE] * len(prompt) + target)
-    return _pad(rows), _pad(labels, fill=IGNORE)
-
-
-def conditional_prompts(pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
-    """Right-padded ``BOS input '>'`` prompts with the input's residue and hydrophobic counts."""
-    prompts = [TOKENIZER.encode(src + SEP, bos=True) for src, _ in pairs]
-    width = 2 + max(len(src) for src, _ in pairs)
+    sizes = {
+        "warmup": int(config.cond_warmup.num_pairs),
+        "train": int(config.cond.num_train_prompts),
+        "test": int(config.eval.cond_prompts),
+    }
+    pairs = protein_data.read_pairs(sizes, data_dir=data_dir)
     return {
-        "prompts": _pad(prompts, width),
-        "lengths": np.array([len(p) for p in prompts], np.int32),
-        "input_length": np.array([len(src) for src, _ in pairs], np.int32),
-        "input_hydrophobic": np.array(
-            [sum(ch in protein.HYDROPHOBIC for ch in s) for s, _ in pairs], np.int32
-        ),
+        "corpus": corpus,
+        "pretrain": protein_data.sft_arrays([("", s) for s in corpus]),
+        "cond_warmup": protein_data.sft_arrays(pairs["warmup"]),
+        "cond_train": protein_data.prompt_arrays(pairs["train"]),
+        "cond_test": protein_data.prompt_arrays(pairs["test"]),
     }
 
 
-def epoch_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):
-    """``batches(step)``: a function of the step only (reshuffled each epoch), so resumes are exact.
-
-    The same order as experiments/sft.py's and rl.py's batchers (``default_rng([seed, epoch])``); generic,
-    to fold into the shared epoch batcher of ``experiments.common``.
-    """
-    n = len(next(iter(arrays.values())))
-    per_epoch = max(n // batch_size, 1)
-
-    def batches(step: int):
-        epoch, i = divmod(step, per_epoch)
-        idx = np.random.default_rng([seed, epoch]).permutation(n)[i * batch_size : (i + 1) * batch_size]
-        return {k: jnp.asarray(v[idx]) for k, v in arrays.items()}
-
-    return batches
+def device_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):
+    """``batches(step)``: the one batcher's rows of ``arrays`` (``protein_data.batches``) as jnp arrays."""
+    rows = protein_data.batches(arrays, batch_size, seed=seed)
+    return lambda step: {k: jnp.asarray(v) for k, v in rows(step).items() if k in arrays}
 
 
 # ----------------------------------------------------------------------------- phases
@@ -177,8 +149,9 @@ def train_phase(workdir: pathlib.Path, state, step, batches, *, num_steps: int, 
     return result.state.params
 
 
-def sft_phase(cfg, tokens, labels, params, workdir: pathlib.Path, *, apply, progress: bool):
-    """CE (token mean) on ``tokens``/``labels`` from ``params`` with ``cfg.opt`` (pre-training, warm-up)."""
+def sft_phase(cfg, arrays, params, workdir: pathlib.Path, *, apply, progress: bool):
+    """CE (token mean) on ``arrays``' ``tokens``/``labels`` from ``params`` with ``cfg.opt`` (pre-training,
+    warm-up)."""
     if _finished(workdir):
         return common.load_params(workdir, params)
     steps = int(cfg.steps)
@@ -188,9 +161,7 @@ def sft_phase(cfg, tokens, labels, params, workdir: pathlib.Path, *, apply, prog
         train_lib.make_train_step(losses.make_sft_loss_fn(apply, objective=objective), tx), donate_argnums=0
     )
     state = train_lib.TrainState.create(_copy(params), tx, seed=int(cfg.seed))
-    batches = epoch_batches(
-        {"tokens": tokens, "labels": labels}, batch_size=int(cfg.batch_size), seed=int(cfg.seed)
-    )
+    batches = device_batches(arrays, batch_size=int(cfg.batch_size), seed=int(cfg.seed))
     return train_phase(workdir, state, step, batches, num_steps=steps, progress=progress)
 
 
@@ -254,7 +225,7 @@ def rl_setting(config, setting: str, init_params, prompts: dict, root: pathlib.P
             if setting == "uncond":
                 batches = lambda _: fixed
             else:
-                batches = epoch_batches(prompts, batch_size=b, seed=int(seed))
+                batches = device_batches(prompts, batch_size=b, seed=int(seed))
             params = rl_phase(cfg, branch, seed, init_params, wd, setting=setting, batches=batches, **kw)
             models.setdefault(report_lib.BRANCH_LABELS[branch], []).append((seed, wd, params))
     return models
@@ -329,9 +300,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     shared = {"compiled": {}, "progress": progress, "apply": apply, "model_cfg": model_cfg}
 
     t = time.perf_counter()
-    tokens, labels, corpus = pretraining_data(config.pretrain)
+    arrays = read_data(config)  # every phase's data (seconds, counted in pre-training's wall time)
     pretrained = sft_phase(
-        config.pretrain, tokens, labels, init_params, root / "pretrain", apply=apply, progress=progress
+        config.pretrain, arrays["pretrain"], init_params, root / "pretrain", apply=apply, progress=progress
     )
     timings["pretrain"] = time.perf_counter() - t
 
@@ -341,24 +312,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     timings["uncond_rl"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    warm_data = conditional_sft_data(protein.conditional_pairs(int(config.cond_warmup.num_pairs), "warmup"))
     warm = sft_phase(
-        config.cond_warmup, *warm_data, pretrained, root / "cond_warmup", apply=apply, progress=progress
+        config.cond_warmup,
+        arrays["cond_warmup"],
+        pretrained,
+        root / "cond_warmup",
+        apply=apply,
+        progress=progress,
     )
     timings["cond_warmup"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    train_prompts = conditional_prompts(
-        protein.conditional_pairs(int(config.cond.num_train_prompts), "train")
-    )
     models["cond"] = {report_lib.REFERENCES["cond"]: [(None, root / "cond_warmup", warm)]}
-    models["cond"].update(rl_setting(config, "cond", warm, train_prompts, root, **shared))
+    models["cond"].update(rl_setting(config, "cond", warm, arrays["cond_train"], root, **shared))
     timings["cond_rl"] = time.perf_counter() - t
 
     t = time.perf_counter()
     prompts = {
         "uncond": {"prompts": np.full((1, 1), BOS, np.int32), "lengths": np.ones(1, np.int32)},
-        "cond": conditional_prompts(protein.conditional_pairs(int(config.eval.cond_prompts), "test")),
+        "cond": arrays["cond_test"],
     }
     pools = lambda setting, wd, params: evaluate_model(
         apply, params, model_cfg, prompts[setting], setting=setting, config=config, path=wd / "eval.npz"
@@ -371,7 +343,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for setting in SETTINGS
     }
     report = report_lib.results(
-        config, evals, corpus=corpus, cond_prompts=prompts["cond"], num_params=model_cfg.num_params()
+        config,
+        evals,
+        corpus=arrays["corpus"],
+        cond_prompts=prompts["cond"],
+        num_params=model_cfg.num_params(),
     )
     timings["evaluate"] = time.perf_counter() - t
     report["seconds"] = report_lib.phase_seconds(root / "timings.json", timings, fresh)

@@ -229,3 +229,23 @@ def test_protein_builders_and_batches(tmp_path):
     assert tok.decode(pb["tokens"][0].tolist()) == psrc["train"][j]["target"].decode()
     seq = psrc["train"][j]["target"].decode()
     assert psrc["train"][j]["hydrophobicity"] == pytest.approx(protein.hydrophobicity(seq))
+
+
+def test_protein_records_in_generation_order_with_max_len(tmp_path):
+    # 1.1.0: record i of a split is draw i (no shuffle by key hash), so the first n records are the first n
+    # draws; max_len is the corpus' longest sequence.
+    pre = data.ProteinConfig(
+        name="short", kind="pretrain", sizes=(("train", 30), ("test", 5)), seed=2, max_len=12
+    )
+    cond = data.ProteinConfig(name="c", kind="conditional", sizes=(("warmup", 7), ("test", 4)), seed=42)
+    kw = lambda c: {"file_format": "array_record", "config": c}
+    psrc = tfds.data_source("cat_protein", data_dir=str(tmp_path), builder_kwargs=kw(pre))
+    assert str(psrc["train"].dataset_info.version) == "1.1.0"
+    seqs = protein.pretraining_corpus(35, seed=2, max_len=12)
+    assert [r["target"].decode() for r in _rows(psrc["train"])] == seqs[:30]
+    assert [r["target"].decode() for r in _rows(psrc["test"])] == seqs[30:]
+    assert max(map(len, seqs)) <= 12
+    csrc = tfds.data_source("cat_protein", data_dir=str(tmp_path), builder_kwargs=kw(cond))
+    for split, n in cond.sizes:
+        got = [(r["id"].decode(), r["input"].decode(), r["target"].decode()) for r in _rows(csrc[split])]
+        assert got == [(f"{split}:{i}", a, b) for i, (a, b) in enumerate(protein.conditional_pairs(n, split))]

@@ -100,11 +100,15 @@ class CatArithmetic(tfds.core.GeneratorBasedBuilder):
 
 @dataclasses.dataclass
 class ProteinConfig(tfds.core.BuilderConfig):
-    """``pretrain``: the protein-like corpus; ``conditional``: SPEC §3.4 (input -> target) pairs per split."""
+    """``pretrain``: the protein-like corpus; ``conditional``: SPEC §3.4 (input -> target) pairs per split.
+
+    ``max_len``: the longest pre-training sequence (``pretraining_corpus``' ``max_len``, lengths 10..max_len).
+    """
 
     kind: str = "pretrain"
     sizes: tuple[tuple[str, int], ...] = (("train", 20000), ("test", 1000))
     seed: int = 0
+    max_len: int = 40
 
 
 class CatProtein(tfds.core.GeneratorBasedBuilder):
@@ -112,11 +116,16 @@ class CatProtein(tfds.core.GeneratorBasedBuilder):
 
     ``pretrain`` records: ``prompt`` "" and ``target`` a sequence (train and test are consecutive draws of
     one seeded corpus). ``conditional`` records: ``input``, ``target`` and the SPEC prompt text ``prompt``;
-    each split is its own stream seeded from ``cat-protein-v1:{seed}:{split}``.
+    each split is its own stream seeded from ``cat-protein-v1:{seed}:{split}``. Records are in generation
+    order: the first ``n`` of a conditional split are ``conditional_pairs(n, split, seed)``, the first ``n``
+    of the pre-training ``train`` split ``pretraining_corpus(n, seed, max_len=max_len)``.
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Pre-training corpus and conditional hydrophobicity pairs."}  # noqa: RUF012
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {  # noqa: RUF012
+        "1.0.0": "Pre-training corpus and conditional hydrophobicity pairs.",
+        "1.1.0": "Records in generation order (record i of a split is draw i); max_len knob of the corpus.",
+    }
     BUILDER_CONFIGS = [  # noqa: RUF012
         ProteinConfig(name="pretrain", kind="pretrain", seed=0),
         ProteinConfig(
@@ -135,15 +144,18 @@ class CatProtein(tfds.core.GeneratorBasedBuilder):
         else:
             feats = {"id": text(), "prompt": text(), "target": text(),
                      "hydrophobicity": tfds.features.Scalar(np.float32)}  # fmt: skip
+        # No shuffle by key hash: the experiments read the first n records of a split as its first n draws.
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(feats), metadata=tfds.core.MetadataDict()
+            features=tfds.features.FeaturesDict(feats),
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
         )
 
     def _split_generators(self, dl_manager):
         c = self.builder_config
         sizes = dict(c.sizes)
         if c.kind == "pretrain":
-            seqs = protein.pretraining_corpus(sum(sizes.values()), seed=c.seed)
+            seqs = protein.pretraining_corpus(sum(sizes.values()), seed=c.seed, max_len=c.max_len)
             rows, start = {}, 0
             for split, n in c.sizes:
                 rows[split] = [{"prompt": "", "target": s, "hydrophobicity": protein.hydrophobicity(s)}

@@ -92,13 +92,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.command = "python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein"
     c.results_dir = "results/protein"  # where results.json, table.md and the plots go ("" = workdir/report)
     c.progress = True  # a progress bar per phase
+    # Where CatProtein prepares the corpus and the pairs once (array_record, read back with tfds.data_source);
+    # "" = $CAT_JAX_DATA_DIR if set, else ~/.cache/cat_jax/tfds.
+    c.data_dir = ""
 
     c.model = common.model()  # overrides of LlamaConfig.tiny (vocabulary: protein.tokenizer(), 24 ids)
     c.model.hidden_size = 64  # 0.11M parameters with the 24-id vocabulary (common.model: 128)
     c.model.intermediate_size = 192  # MLP width, 3 x hidden
 
     c.pretrain = _sft(batch_size=64, steps=300, lr=2e-3, warmup_steps=30)  # CE on BOS + sequence + EOS
-    c.pretrain.num_sequences = 16000  # pretraining_corpus(n, seed, max_len); lengths 10..max_len
+    c.pretrain.num_sequences = 16000  # CatProtein pretrain records: pretraining_corpus(n, seed, max_len)
     c.pretrain.corpus_seed = 0  # which corpus is drawn
     c.pretrain.max_len = 32  # longest corpus sequence (min 10); the library default 40 costs more per RL step
 
@@ -106,15 +109,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     # CE on BOS + input + '>' + target + EOS, the target (and EOS) supervised.
     c.cond_warmup = _sft(batch_size=64, steps=200, lr=2e-3, warmup_steps=20)
-    c.cond_warmup.num_pairs = 2000  # conditional_pairs(n, "warmup") as in SPEC
+    c.cond_warmup.num_pairs = 2000  # the first n CatProtein "warmup" pairs (conditional_pairs, seed 42)
 
     c.cond = _rl(max_new_tokens=24, temperature=1.3, quantile="within_prompt", kl_beta=0.05, lr=3e-4)
-    c.cond.num_train_prompts = 3000  # conditional_pairs(n, "train"); B per step drawn in a seeded order
+    c.cond.num_train_prompts = 3000  # the first n "train" pairs' prompts; B per step in a seeded order
 
     c.eval = ml_collections.ConfigDict()  # sampled with each setting's rollout section
     c.eval.uncond_samples = 512  # one pool per model (SPEC §3.4)
     c.eval.uncond_ks = [1, 2, 4, 8, 16, 32, 64]  # best-of-k budgets of the unconditional table
-    c.eval.cond_prompts = 150  # held-out prompts: conditional_pairs(n, "test")
+    c.eval.cond_prompts = 150  # held-out prompts: the first n "test" pairs
     c.eval.cond_samples = 32  # samples per held-out prompt
     c.eval.cond_ks = [1, 2, 4, 8, 16, 32]  # best-of-k budgets of the conditional table
     c.eval.chunk = 50  # conditional prompts per sampler call

@@ -3,6 +3,7 @@
 The token-id rewards it trains on are tested against the Python references in tests/test_tasks_protein.py.
 """
 
+import hashlib
 import json
 import re
 
@@ -31,6 +32,29 @@ def test_config_sections_build_the_library_dataclasses():
         for phase in ("pretrain", "cond_warmup"):
             opt = common.optimizer_config(config[phase].opt, total_steps=config[phase].steps)
             assert opt.schedule == "cosine" and 0 < opt.warmup_steps < opt.total_steps
+
+
+# sha256 of the arrays the experiment built in memory before it read CatProtein (experiments/protein.py at
+# 8a76954: pretraining_data, conditional_sft_data, conditional_prompts on protein.pretraining_corpus /
+# conditional_pairs), measured before the switch: the full run and the smoke.
+OLD_ARRAYS = {
+    "": "5963224cca146e87eff79ae0beaac72a8d482f36173a2353d75b027549f2518b",
+    "smoke": "d2e1744f76366595f90ae7ce58a62f1c166a039ad383f157b9b1cdd3ba9e2407",
+}
+
+
+@pytest.mark.parametrize("variant", ["", "smoke"], ids=["full", "smoke"])
+def test_arrays_read_through_the_builder_equal_the_old_in_memory_ones(variant):
+    arrays = exp.read_data(common.load_config(f"configs/protein/protein.py:{variant}"))
+    flat = {f"{phase}/{k}": v for phase in ("pretrain", "cond_warmup", "cond_train", "cond_test")
+            for k, v in arrays[phase].items()}  # fmt: skip
+    flat["corpus"] = np.frombuffer("\n".join(arrays["corpus"]).encode(), np.uint8)
+    h = hashlib.sha256()
+    for k in sorted(flat):
+        v = np.asarray(flat[k])
+        h.update(f"{k}{v.dtype}{v.shape}".encode() + np.ascontiguousarray(v).tobytes())
+    assert h.hexdigest() == OLD_ARRAYS[variant]
+    assert arrays["cond_train"]["prompts"].shape[1] == 21  # BOS + the longest input (19) + '>'
 
 
 def test_weight_config_names():
