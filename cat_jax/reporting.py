@@ -7,7 +7,9 @@ work headless in CI and leave a notebook's inline backend alone.
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "new_figure",
     "plot_scaling_curves",
     "save_figure",
+    "write_json",
 ]
 
 
@@ -92,6 +95,14 @@ def curve_across_runs(per_run: Any, ks: Sequence[int]) -> Curve:
     values = np.asarray(per_run, np.float64)
     mean, se = mean_se(values)
     return Curve(tuple(int(k) for k in ks), values, mean, se)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> pathlib.Path:
+    """Write ``payload`` as indented JSON, keys sorted (stable diffs of results/), creating parent folders."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def new_figure(figsize: tuple[float, float] = (5.5, 3.8)) -> Figure:

@@ -36,7 +36,7 @@ from absl import app, flags, logging
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cat_jax import train_lib
+from cat_jax import evaluation, train_lib
 from cat_jax.models import llama
 from cat_jax.operators import Curve
 from cat_jax.reporting import plot_scaling_curves
@@ -311,7 +311,7 @@ def _majority_sweep(
     """Exact maj@k of every finished model (warm-up and branches) at each of MAJORITY_TEMPERATURES.
 
     ``branch -> [seeds, len(ks), len(temperatures)]``, from the saved final parameters and
-    :func:`experiments.common.exact_majority_at_k` (all answers teacher-forced; no sampling noise).
+    :func:`cat_jax.evaluation.exact_majority_at_k` (all answers teacher-forced; no sampling noise).
     """
     cfg = common.load_config(f"{SFT_STUDIES[study].config}:ce" + (",smoke" if smoke else ""))
     data = common.task_data(cfg.task)  # the problems do not depend on the run's seed
@@ -323,7 +323,20 @@ def _majority_sweep(
         per_seed = []
         for seed in seeds:
             params = common.load_params(root / study / f"seed{seed}" / branch, template)
-            r = common.exact_majority_at_k(apply, params, data, temperatures=MAJORITY_TEMPERATURES, ks=ks)
+            r = evaluation.exact_majority_at_k(
+                apply,
+                params,
+                data.eval_prompts,
+                data.eval_lengths,
+                data.eval_targets,
+                data.eval_target_lengths,
+                temperatures=MAJORITY_TEMPERATURES,
+                ks=ks,
+                vocab_size=data.vocab_size,
+                stop_tokens=data.stop_tokens,
+                max_new_tokens=data.max_new_tokens,
+                pad_id=data.pad_id,
+            )
             per_seed.append([[r[f"T{t:g}/maj@{k}"] for t in MAJORITY_TEMPERATURES] for k in ks])
         out[branch] = np.array(per_seed)
     return out

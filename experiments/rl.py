@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -54,15 +52,14 @@ def _prompt_batches(data: common.TaskData, *, prompts_per_step: int, seed: int):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train CAT RL from ``config`` in ``workdir`` (auto-resume), evaluate, return the results."""
-    t0 = time.perf_counter()
-    data = common.task_data(config.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
-    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
-    if config.init_from:
-        params = common.load_params(config.init_from, params)
-    mesh = common.make_mesh(config.mesh)
-    params = common.place_params(params, mesh, config.mesh)
-    apply = llama.decoder(graphdef)
+    return common.run_phase(
+        config, workdir, functools.partial(_training, config), weights=config.weights.to_dict()
+    )
+
+
+def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.Training:
+    """The RL step (one jitted step per scheduled budget), its state and the prompt batches."""
+    data, apply = phase.data, phase.apply
     num_steps = int(config.steps)
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
     weights = wts.WeightConfig(**config.weights.to_dict())
@@ -77,7 +74,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return rl.make_rl_step(
             apply,
             tx,
-            functools.partial(llama.init_cache, model_cfg),
+            functools.partial(llama.init_cache, phase.model_cfg),
             rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
             weights=w,
             advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
@@ -93,22 +90,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()
     if loss_cfg.kl_beta > 0:
-        extra["reference"] = params  # the frozen warm-up policy
-    state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
+        extra["reference"] = phase.params  # the frozen warm-up policy
+    state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed), extra=extra)
     batches = _prompt_batches(data, prompts_per_step=int(config.prompts_per_step), seed=int(config.seed))
-    return common.train_then_evaluate(
-        config,
-        workdir,
-        state=state,
-        step=step,
-        batches=common.sharded_batches(batches, mesh),
-        num_steps=num_steps,
-        apply=apply,
-        model_cfg=model_cfg,
-        data=data,
-        started=t0,
-        weights=config.weights.to_dict(),
-    )
+    return common.Training(state, step, batches, num_steps)
+
+
+# Public for experiments.rl_probe, which probes the first batch that RL trains on.
+prompt_batches = _prompt_batches
 
 
 def main(argv):

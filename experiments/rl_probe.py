@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from cat_jax import advantages as adv
-from cat_jax import losses, sampling, train_lib
+from cat_jax import evaluation, losses, sampling, train_lib
 from cat_jax import rl as cat_rl
 from cat_jax.models import llama
 from experiments import common
@@ -45,11 +45,11 @@ def probe(warmup: pathlib.Path, seed: int, *, rollouts: int, smoke: bool = False
     """The measurements above for one warm-up; JSON-ready."""
     cfg = common.load_config("configs/rl/arith.py:standard" + (",smoke" if smoke else ""), {"seed": seed})
     data = common.task_data(cfg.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    model_cfg = common.model_config(cfg, data)
     graphdef, params = llama.init(model_cfg, jax.random.key(seed))
     params = common.load_params(warmup, params)
     apply = llama.decoder(graphdef)
-    batch = rl_exp._prompt_batches(data, prompts_per_step=int(cfg.prompts_per_step), seed=seed)(0)
+    batch = rl_exp.prompt_batches(data, prompts_per_step=int(cfg.prompts_per_step), seed=seed)(0)
     b, p = batch["prompts"].shape
     out = sampling.sample(
         apply,
@@ -89,7 +89,9 @@ def probe(warmup: pathlib.Path, seed: int, *, rollouts: int, smoke: bool = False
         return jnp.mean(jnp.exp(jnp.sum(sampling.sequence_log_probs(apply, q, seq, seq_mask), axis=-1)))
 
     def train_pass1(q) -> float:
-        return common.exact_pass_at_k(apply, q, data, temperatures=[1.0], ks=[1], split="train")["T1/pass@1"]
+        train = (data.train_prompts, data.train_lengths, data.train_targets, data.train_target_lengths)
+        exact = evaluation.exact_pass_at_k(apply, q, *train, temperatures=[1.0], ks=[1], pad_id=data.pad_id)
+        return exact["T1/pass@1"]
 
     g_exact = jax.jit(jax.grad(mean_p))(params)
     ascent = {"rl": jax.tree.map(jnp.negative, g_rl), "exact": g_exact}

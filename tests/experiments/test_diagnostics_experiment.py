@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 
+from cat_jax import evaluation
 from cat_jax.models import llama
 from experiments import common
 from experiments import diagnostics as exp
@@ -47,7 +48,10 @@ def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     assert len(recs) == problems
     # The enumerated answer distribution gives the correct answer the probability that one teacher-forced
     # pass over (prompt, answer + EOS) gives it: the exact pass@1 of the model.
-    ref = common.exact_pass_at_k(llama.decoder(graphdef), params, data, temperatures=[1.0], ks=[1])
+    held_out = (data.eval_prompts, data.eval_lengths, data.eval_targets, data.eval_target_lengths)
+    ref = evaluation.exact_pass_at_k(
+        llama.decoder(graphdef), params, *held_out, temperatures=[1.0], ks=[1], pad_id=data.pad_id
+    )
     p_target = np.array([r["p_target"] for r in recs])
     np.testing.assert_allclose(p_target.mean(), ref["T1/pass@1"], rtol=1e-4)
     np.testing.assert_allclose(np.log(p_target).mean(), ref["T1/log_p"], rtol=1e-4)
