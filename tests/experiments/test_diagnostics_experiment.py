@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 
-from cat_jax import evaluation
+from cat_jax import evaluation, reporting
 from cat_jax.models import llama
 from experiments import common
 from experiments import diagnostics as exp
@@ -20,7 +20,7 @@ def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
     graphdef, params = llama.init(model_cfg, jax.random.key(3))
     common.save_params(tmp_path / "runs" / "ce", params)
-    common.write_json(tmp_path / "runs" / "ce" / "results.json", {})
+    reporting.write_json(tmp_path / "runs" / "ce" / "results.json", {})
     common.save_params(tmp_path / "runs" / "passn4", params)  # no results.json: still training
 
     problems = len(data.eval_prompts)

@@ -74,7 +74,7 @@ def test_quickstart_smoke(tmp_path):
 
 
 def test_paper_study_smoke(tmp_path, monkeypatch):
-    from experiments import paper
+    from experiments import paper, paper_studies
 
     # Two branches keep the smoke short; the full study runs seven (configs/sft/arith.py phases).
     two = {"ce": "CE", "passn4": "Pass@4"}
@@ -93,8 +93,8 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     assert "| CE T=2 |" in table and "| Pass@4 − CE |" in table
 
     # The RL study from the same warm-up (--rl_lr / --rl_steps: own folder, exact learning curves).
-    monkeypatch.setattr(paper, "RL_HEADLINE", ("standard",))
-    monkeypatch.setattr(paper, "RL_BRANCHES", {"standard": "Standard"})
+    monkeypatch.setattr(paper_studies, "RL_HEADLINE", ("standard",))
+    monkeypatch.setattr(paper_studies, "RL_BRANCHES", {"standard": "Standard"})
     paper.run_rl(tmp_path / "w", 0, smoke=True, full=False, lr=1e-5, steps=300)
     paper.report_rl(tmp_path / "w", [0], tmp_path / "r", "cmd", full_seeds=0, lr=1e-5, steps=300)
     out = tmp_path / "r" / "rl_lr1e-05_steps300"
