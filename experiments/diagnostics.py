@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from cat_jax import diagnostics, reporting
+from cat_jax import diagnostics, reporting, sharding
 from cat_jax.models import llama
 from cat_jax.tasks import arithmetic, tokenizers
 from experiments import common
@@ -267,6 +267,7 @@ def run(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     command = "python -m experiments.diagnostics " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run(
         _WORKDIR.value,

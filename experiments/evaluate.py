@@ -20,7 +20,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cat_jax import evaluation, reporting
+from cat_jax import evaluation, reporting, sharding
 from cat_jax.models import llama
 from experiments import cli, common
 
@@ -76,6 +76,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def main(argv):
     del argv
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)
     run(_CONFIG.value, _WORKDIR.value)
     print((pathlib.Path(_WORKDIR.value) / "table.md").read_text())

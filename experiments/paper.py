@@ -32,6 +32,7 @@ import sys
 
 from absl import app, flags, logging
 
+from cat_jax import sharding
 from experiments.paper_reports import report_rl, report_sft
 from experiments.paper_studies import (  # noqa: F401  (the study definitions, importable from here)
     MODCHAIN_BRANCHES,
@@ -49,6 +50,7 @@ from experiments.paper_studies import (  # noqa: F401  (the study definitions, i
 
 def main(argv):
     del argv
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)
     seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
     root, results = pathlib.Path(_WORKDIR.value), pathlib.Path(_RESULTS.value)

@@ -17,6 +17,7 @@ import pathlib
 
 from absl import app, flags, logging
 
+from cat_jax import sharding
 from experiments import common, evaluate, sft
 
 BRANCH_EPOCHS = 15.0
@@ -43,6 +44,7 @@ def run(workdir: str, *, smoke: bool = False, progress: bool = True) -> str:
 
 def main(argv):
     del argv
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)
     table = run(_WORKDIR.value, smoke=_SMOKE.value)
     print("\nCE vs CAT Pass@16 from the same warm-up (held-out problems, exact estimators):\n")

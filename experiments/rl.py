@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl, train_lib
+from cat_jax import losses, rl, sharding, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from experiments import cli, common
@@ -102,6 +102,7 @@ prompt_batches = _prompt_batches
 
 def main(argv):
     del argv
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)
     report = run(_CONFIG.value, _WORKDIR.value)
     print({k: v for k, v in report.items() if k != "eval"})

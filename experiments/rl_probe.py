@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, sampling, train_lib
+from cat_jax import evaluation, losses, sampling, sharding, train_lib
 from cat_jax import rl as cat_rl
 from cat_jax.models import llama
 from experiments import common
@@ -181,6 +181,7 @@ def report(probes: list[dict], results: pathlib.Path, command: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)
     command = "python -m experiments.rl_probe " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     root = pathlib.Path(_WORKDIR.value)

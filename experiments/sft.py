@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cat_jax import losses, train_lib
+from cat_jax import losses, sharding, train_lib
 from experiments import cli, common
 
 
@@ -87,6 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def main(argv):
     del argv
+    sharding.initialize_distributed()  # joins a multi-process run (coordinator, SLURM, MPI, TPU pod)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     report = run(_CONFIG.value, _WORKDIR.value)
     print({k: v for k, v in report.items() if k != "eval"})

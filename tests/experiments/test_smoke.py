@@ -68,6 +68,36 @@ def test_config_errors():
         sft.run(common.load_config("configs/sft/arith.py:plur8,smoke"), "/nonexistent/never-written")
 
 
+def test_programs_join_a_multiprocess_run_first(monkeypatch):
+    import types
+
+    from cat_jax import sharding
+
+    # The library call: a no-op on one host, jax.distributed.initialize() under a coordinator.
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda: calls.append("init"))
+    for var in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(var, raising=False)
+    assert sharding.initialize_distributed() is False and calls == []
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    assert sharding.initialize_distributed() is True and calls == ["init"]
+
+    # Every experiment program calls it before anything else touches JAX.
+    class Joined(Exception):
+        pass
+
+    def join():
+        raise Joined
+
+    monkeypatch.setattr(sharding, "initialize_distributed", join)
+    flag = types.SimpleNamespace(value=None)
+    for module in (sft, rl, evaluate, quickstart):
+        for name in ("_CONFIG", "_WORKDIR", "_SMOKE"):
+            monkeypatch.setattr(module, name, flag, raising=False)
+        with pytest.raises(Joined):
+            module.main([])
+
+
 def test_quickstart_smoke(tmp_path):
     table = quickstart.run(str(tmp_path), smoke=True, progress=False)
     assert "| ce |" in table and "| passn16 |" in table and "pass@k" in table
