@@ -72,7 +72,10 @@ def model_config(config: ml_collections.ConfigDict, data: TaskData) -> llama.Lla
 
 
 def parse_schedule(spec: str, default: int) -> list[tuple[int, int]]:
-    """``"0:4,100:16"`` -> ``[(0, 4), (100, 16)]`` (value from each start step on); ``""`` -> constant."""
+    """A schedule field (``config.n_schedule``) -> points: ``"0:4,100:16"`` -> ``[(0, 4), (100, 16)]``.
+
+    The value holds from each start step on; ``""`` -> the constant ``default``.
+    """
     if not spec:
         return [(0, int(default))]
     points = []
@@ -89,20 +92,6 @@ def parse_schedule(spec: str, default: int) -> list[tuple[int, int]]:
 
 def value_at(schedule: list[tuple[int, int]], step: int) -> int:
     return [v for s, v in schedule if s <= step][-1]
-
-
-def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
-    """A host-side step that jits ``make_step(value)`` once per scheduled value and dispatches on the step."""
-    compiled = {}
-
-    def step(state, batch):
-        value = value_at(schedule, int(jax.device_get(state.step)))
-        if value not in compiled:
-            compiled[value] = jax.jit(make_step(value), donate_argnums=0)
-        state, metrics = compiled[value](state, batch)
-        return state, {**metrics, metric: value}
-
-    return step
 
 
 # ----------------------------------------------------------------------------- mesh and parameters

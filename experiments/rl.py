@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -48,6 +49,20 @@ def _prompt_batches(data: common.TaskData, *, prompts_per_step: int, seed: int):
         }
 
     return batches
+
+
+def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
+    """A host-side step that jits ``make_step(value)`` once per scheduled value and dispatches on the step."""
+    compiled = {}
+
+    def step(state, batch):
+        value = common.value_at(schedule, int(jax.device_get(state.step)))
+        if value not in compiled:
+            compiled[value] = jax.jit(make_step(value), donate_argnums=0)
+        state, metrics = compiled[value](state, batch)
+        return state, {**metrics, metric: value}
+
+    return step
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -85,7 +100,7 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
             pad_id=data.pad_id,
         )
 
-    step = common.scheduled_step(make_step, schedule, metric="schedule/value")
+    step = scheduled_step(make_step, schedule, metric="schedule/value")
     extra = {}
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()
