@@ -59,7 +59,7 @@ def cell(mean: Any, se: Any, *, scale: float | int = 100.0, digits: int = 1) -> 
 
 def markdown_table(
     rows: Mapping[str, Curve | tuple[Any, Any]],
-    ks: Sequence[int],
+    ks: Sequence[int | float],
     *,
     first: str = "model",
     prefix: str = "@",
@@ -69,7 +69,8 @@ def markdown_table(
     """One row per model, one column per budget ``k``, cells ``mean ± SE`` (in percent by default).
 
     A row is a :class:`~cat_jax.operators.Curve` (its values at ``ks`` are looked up; a budget it lacks is a
-    ``ValueError``) or a ``(mean, se)`` pair of sequences aligned with ``ks``.
+    ``ValueError``) or a ``(mean, se)`` pair of sequences aligned with ``ks``; with such pairs the columns may
+    be any values (temperatures, steps), headed ``prefix + str(value)``.
     """
     lines = [f"| {first} | " + " | ".join(f"{prefix}{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for name, row in rows.items():

@@ -50,7 +50,7 @@ def weight_curves(points: int = 2001) -> dict:
 
 
 def plot_weight_curves(curves: dict, path: pathlib.Path, command: str) -> None:
-    fig = reporting.new_figure(figsize=(11, 4.2))
+    fig = reporting.new_figure(figsize=(11.0, 4.2))
     titles = {
         "log": "log form (SFT weight)  w = p F'(p) / F(p)",
         "raw": "raw form (RL weight)  w = F'(p)",

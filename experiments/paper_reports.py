@@ -90,7 +90,7 @@ def _frontier(
     the CAT model's pass@1 (matched or better single-sample accuracy).
     """
     temps = [0.8, 1.0, 1.25, 1.5, 2.0]
-    result, fig = {}, reporting.new_figure(figsize=(9, 3.8))
+    result, fig = {}, reporting.new_figure(figsize=(9.0, 3.8))
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     for ax, k in zip(axes, big, strict=True):
         for s_i, seed in enumerate(seeds):
