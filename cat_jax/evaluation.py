@@ -8,20 +8,26 @@ The pipeline is task-agnostic:
    voting, optional continuous ``rewards``), all ``[B, N]``;
 3. :func:`curves` computes pass@k, maj@k and best-of-k for every requested budget with the exact estimators of
    :mod:`cat_jax.operators` (no Monte Carlo); :mod:`cat_jax.reporting` lays them out as tables and plots.
+
+Without sampling, for exact-match tasks: :func:`exact_pass_at_k` and :func:`exact_majority_at_k` are the
+noise-free expectations of the sampled pass@k / maj@k, from teacher-forced forward passes
+(:func:`teacher_forced_log_p`) over the answers (EXPERIMENTS.md, the cross-check metric and its controls).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
-from cat_jax import operators, sampling
+from cat_jax import logprobs, operators, plurality, sampling
 
 SampleConfig = sampling.SampleConfig  # the one sampling config; kept here for existing callers
 
@@ -110,3 +116,156 @@ def curve_record(curve: operators.Curve) -> dict[str, list]:
         "mean": [float(v) for v in np.asarray(curve.mean)],
         "se": [float(v) for v in np.asarray(curve.se)],
     }
+
+
+# ----------------------------------------------------------------------------- exact, teacher-forced
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "pad_id"))
+def teacher_forced_log_p(
+    apply: Any,
+    params: PyTree,
+    prompts: Int[Array, "b p"],
+    lengths: Int[Array, " b"],
+    targets: Int[Array, "b t"],
+    target_lengths: Int[Array, " b"],
+    temperatures: Float[Array, " n_temps"],
+    *,
+    pad_id: int,
+) -> Float[Array, "n_temps b"]:
+    """``[T, B]`` log-probability of ``targets[:target_lengths]`` after each right-padded prompt, per ``T``.
+
+    One forward pass over ``prompt + target``, scored by :func:`cat_jax.logprobs.completion_log_probs` (one
+    causal shift) under ``softmax(logits / T)`` at every temperature ``T``.
+    Jitted here (unlike most library functions): the exact estimators call it in a host loop, once per
+    candidate answer, with the same shapes.
+    """
+    target_mask = jnp.arange(targets.shape[1])[None, :] < target_lengths[:, None]
+    tokens, mask = sampling.join(prompts, lengths, targets[:, None], target_mask[:, None], pad_id=pad_id)
+    tokens, mask = tokens[:, 0].astype(jnp.int32), mask[:, 0]
+    logits, _ = apply(params, tokens, logprobs.positions_for(tokens), None)
+    labels = jnp.where(mask, tokens, logprobs.IGNORE)
+    return jax.vmap(lambda t: logprobs.completion_log_probs(logits, labels, temperature=t)[0])(temperatures)
+
+
+def exact_pass_at_k(
+    apply: Any,
+    params: PyTree,
+    prompts: np.ndarray,
+    lengths: np.ndarray,
+    targets: np.ndarray,
+    target_lengths: np.ndarray,
+    *,
+    temperatures: Sequence[float],
+    ks: Sequence[int],
+    pad_id: int,
+) -> dict[str, float]:
+    r"""Noise-free expected pass@k from one teacher-forced forward pass (EXPERIMENTS.md, cross-check metric).
+
+    With temperature-``T`` sampling, no truncation and exact-match answers, a problem whose answer + stop
+    token (``targets[:target_lengths]``) has probability :math:`p_i` under ``softmax(logits / T)`` is solved
+    by ``k`` samples with probability :math:`1 - (1 - p_i)^k`; the mean over problems is the exact expected
+    pass@k. Returns ``{"T<t>/pass@<k>": mean, "T<t>/pass@<k>_se": SE over problems, "T<t>/log_p": mean
+    log p_i}``.
+    """
+    log_p = np.asarray(
+        teacher_forced_log_p(
+            apply,
+            params,
+            prompts,
+            lengths,
+            targets,
+            target_lengths,
+            jnp.asarray(temperatures, jnp.float32),
+            pad_id=pad_id,
+        )
+    )  # [T, B]
+    out = {}
+    for t, lp in zip(temperatures, log_p, strict=True):
+        tag = f"T{float(t):g}"
+        out[f"{tag}/log_p"] = float(np.mean(lp))
+        for k in ks:
+            solved = -np.expm1(k * np.log1p(-np.exp(np.minimum(lp, 0.0))))
+            out[f"{tag}/pass@{k}"] = float(np.mean(solved))
+            out[f"{tag}/pass@{k}_se"] = float(np.std(solved, ddof=1) / np.sqrt(len(solved)))
+    return out
+
+
+def exact_majority_at_k(
+    apply: Any,
+    params: PyTree,
+    prompts: np.ndarray,
+    lengths: np.ndarray,
+    targets: np.ndarray,
+    target_lengths: np.ndarray,
+    *,
+    temperatures: Sequence[float],
+    ks: Sequence[int],
+    vocab_size: int,
+    stop_tokens: Sequence[int],
+    max_new_tokens: int,
+    pad_id: int,
+    max_candidates: int = 4096,
+) -> dict[str, float]:
+    r"""Noise-free expected maj@k at temperature ``T`` where every stopped completion can be listed.
+
+    The sampled maj@k (``cat_jax.rl.exact_match_scores``) votes over identical completions that stop within
+    ``max_new_tokens = L`` tokens (end on the stop token); one that does not stop is invalid (takes a vote,
+    never wins). Every stopped completion is a string of ``l <= L`` tokens whose last is the stop token and no
+    earlier one is: ``sum_l (V - 1)^(l - 1)`` candidates, each teacher-forced under ``softmax(logits / T)``.
+    The chance that the correct one (``targets[:target_lengths]``) wins a ``k``-vote plurality is
+    :func:`cat_jax.plurality.plurality_win_probability` (a tie split evenly among the tied answers, the
+    expectation of the sampled estimator's first-occurrence rule), so this is the expectation of the sampled
+    estimator, exactly. More than ``max_candidates`` candidates (long answers) is an error. Returns
+    ``{"T<t>/maj@<k>": mean, "T<t>/maj@<k>_se": SE over problems}``.
+    """
+    if len(stop_tokens) != 1:
+        raise ValueError(f"exact maj@k needs exactly one stop token, got {tuple(stop_tokens)}")
+    stop, length = int(stop_tokens[0]), int(max_new_tokens)
+    others = [t for t in range(vocab_size) if t != stop]
+    count = sum(len(others) ** (n - 1) for n in range(1, length + 1))
+    if count > max_candidates:
+        raise ValueError(
+            f"{count} stopped completions of up to max_new_tokens={length} tokens over a "
+            f"{vocab_size}-token vocabulary exceed max_candidates={max_candidates}; "
+            "exact maj@k is for short answers"
+        )
+    candidates = [
+        (*prefix, stop) for n in range(1, length + 1) for prefix in itertools.product(others, repeat=n - 1)
+    ]
+    where = {c: i for i, c in enumerate(candidates)}
+    index = np.array(
+        [where[tuple(t[:n].tolist())] for t, n in zip(targets, target_lengths, strict=True)], np.int32
+    )
+    temps = jnp.asarray(temperatures, jnp.float32)
+    b = len(prompts)
+    log_p = np.stack(  # [C, T, B]
+        [
+            np.asarray(
+                teacher_forced_log_p(
+                    apply,
+                    params,
+                    prompts,
+                    lengths,
+                    np.broadcast_to(np.array([*c, *[pad_id] * (length - len(c))], np.int32), (b, length)),
+                    np.full((b,), len(c), np.int32),
+                    temps,
+                    pad_id=pad_id,
+                )
+            )
+            for c in candidates
+        ]
+    )
+    probs = np.moveaxis(np.exp(log_p), 0, -1)  # [T, B, C]
+    out = {}
+    for t, pr in zip(temperatures, probs, strict=True):
+        for k in ks:
+            win = np.concatenate(  # rows in blocks: the DP's intermediates grow as C * k^3 per row
+                [
+                    np.asarray(plurality.plurality_win_probability(pr[i : i + 16], index[i : i + 16], n=k))
+                    for i in range(0, b, 16)
+                ]
+            )
+            out[f"T{float(t):g}/maj@{k}"] = float(np.mean(win))
+            out[f"T{float(t):g}/maj@{k}_se"] = float(np.std(win, ddof=1) / np.sqrt(len(win)))
+    return out

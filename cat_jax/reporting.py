@@ -7,7 +7,9 @@ work headless in CI and leave a notebook's inline backend alone.
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "new_figure",
     "plot_scaling_curves",
     "save_figure",
+    "write_json",
 ]
 
 
@@ -56,7 +59,7 @@ def cell(mean: Any, se: Any, *, scale: float | int = 100.0, digits: int = 1) -> 
 
 def markdown_table(
     rows: Mapping[str, Curve | tuple[Any, Any]],
-    ks: Sequence[int],
+    ks: Sequence[int | float],
     *,
     first: str = "model",
     prefix: str = "@",
@@ -66,7 +69,8 @@ def markdown_table(
     """One row per model, one column per budget ``k``, cells ``mean ± SE`` (in percent by default).
 
     A row is a :class:`~cat_jax.operators.Curve` (its values at ``ks`` are looked up; a budget it lacks is a
-    ``ValueError``) or a ``(mean, se)`` pair of sequences aligned with ``ks``.
+    ``ValueError``) or a ``(mean, se)`` pair of sequences aligned with ``ks``; with such pairs the columns may
+    be any values (temperatures, steps), headed ``prefix + str(value)``.
     """
     lines = [f"| {first} | " + " | ".join(f"{prefix}{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for name, row in rows.items():
@@ -92,6 +96,14 @@ def curve_across_runs(per_run: Any, ks: Sequence[int]) -> Curve:
     values = np.asarray(per_run, np.float64)
     mean, se = mean_se(values)
     return Curve(tuple(int(k) for k in ks), values, mean, se)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> pathlib.Path:
+    """Write ``payload`` as indented JSON, keys sorted (stable diffs of results/), creating parent folders."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def new_figure(figsize: tuple[float, float] = (5.5, 3.8)) -> Figure:

@@ -28,23 +28,24 @@ def task() -> ml_collections.ConfigDict:
 
 
 def model() -> ml_collections.ConfigDict:
-    """Overrides of ``LlamaConfig.tiny`` (the vocabulary comes from the task's tokenizer)."""
+    """Overrides of ``LlamaConfig.tiny`` (vocabulary from the task's tokenizer): 0.43M parameters."""
     c = ml_collections.ConfigDict()
-    c.hidden_size = 128
-    c.intermediate_size = 384
-    c.num_layers = 2
-    c.num_heads = 4
-    c.num_kv_heads = 4
+    c.hidden_size = 128  # residual stream width
+    c.intermediate_size = 384  # SwiGLU MLP width
+    c.num_layers = 2  # decoder blocks
+    c.num_heads = 4  # query heads (head dim = hidden_size / num_heads)
+    c.num_kv_heads = 4  # key/value heads (< num_heads: grouped-query attention)
     return c
 
 
 def evaluation() -> ml_collections.ConfigDict:
+    """The sampled held-out evaluation at the end of every run (``experiments.common.evaluate``)."""
     c = ml_collections.ConfigDict()
-    c.num_samples = 64  # samples per held-out problem
-    c.temperature = 1.0
-    c.ks = [1, 2, 4, 8, 16, 32, 64]
+    c.num_samples = 64  # samples per held-out problem (N of the exact pass@k / maj@k estimators)
+    c.temperature = 1.0  # sampling temperature (no top-k / top-p truncation)
+    c.ks = [1, 2, 4, 8, 16, 32, 64]  # budgets of the scaling curves (those <= num_samples are reported)
     c.chunk = 100  # prompts per sampler call
-    c.seed = 1
+    c.seed = 1  # sampling key: the same samples for every run evaluated with this config
     return c
 
 
@@ -58,20 +59,34 @@ def optimizer(
 ) -> ml_collections.ConfigDict:
     """``cat_jax.train_lib.OptimizerConfig`` fields (AdamW); ``total_steps`` comes from the run's length."""
     c = ml_collections.ConfigDict()
-    c.lr = lr
+    c.lr = lr  # peak learning rate
     c.schedule = schedule  # constant | linear (decay to 0 over the phase) | cosine
-    c.warmup_steps = warmup_steps
-    c.weight_decay = weight_decay
+    c.warmup_steps = warmup_steps  # linear warm-up from 0 to lr
+    c.weight_decay = weight_decay  # decoupled (AdamW)
     c.clip_norm = clip_norm  # global-norm clip (None = off)
     c.accum_steps = 1  # gradient accumulation: micro-batches per update
     return c
 
 
 def mesh() -> ml_collections.ConfigDict:
+    """Devices of a run (``experiments.common.make_mesh``): a ``(data, fsdp)`` mesh, or one device."""
     c = ml_collections.ConfigDict()
     c.devices = 1  # 1: single device; 0: every visible device; the batch is split over them
     c.fsdp = 1  # > 1: shard large parameters over this many devices (FSDP); must divide devices
     return c
+
+
+def loop(
+    c: ml_collections.ConfigDict, *, checkpoint_every: int, log_every: int, curve_temperatures: list[float]
+) -> None:
+    """The training loop's fields of a training config (``experiments.common.run_phase``), set on ``c``."""
+    # Exact held-out pass@k (teacher-forced, cat_jax.evaluation.exact_pass_at_k) every this many steps at
+    # these temperatures: the learning curve behind the early-stopping and temperature controls (0 = off).
+    c.curve_every = 0
+    c.curve_temperatures = curve_temperatures
+    c.checkpoint_every = checkpoint_every  # steps between Orbax checkpoints (a run resumes from the last)
+    c.log_every = log_every  # steps between metrics.jsonl records
+    c.progress = True  # progress bar on the host loop
 
 
 def shrink(c: ml_collections.ConfigDict, *, num_train: int, num_eval: int) -> None:

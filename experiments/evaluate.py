@@ -22,7 +22,6 @@ from ml_collections import config_flags
 
 from cat_jax import evaluation, reporting
 from cat_jax.models import llama
-from cat_jax.reporting import plot_scaling_curves
 from experiments import cli, common
 
 
@@ -44,7 +43,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     out = pathlib.Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
     data = common.task_data(config.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
+    model_cfg = common.model_config(config, data)
     graphdef, template = llama.init(model_cfg, jax.random.key(0))
     apply = llama.decoder(graphdef)
     ks = [k for k in config.eval.ks if k <= int(config.eval.num_samples)]
@@ -60,23 +59,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     report = {
         "runs": parse_runs(config.runs),
         "temperatures": list(config.temperatures),
-        "eval_problems": int(data.eval_prompts.shape[0]),
+        "eval_problems": int(data.eval.prompts.shape[0]),
         "eval_samples": int(config.eval.num_samples),
         "curves": {m: {n: evaluation.curve_record(c) for n, c in cs.items()} for m, cs in curves.items()},
     }
-    common.write_json(out / "results.json", report)
+    reporting.write_json(out / "results.json", report)
     tables = []
     for metric, png in [("pass@k", "pass_at_k.png"), ("maj@k", "maj_at_k.png")]:
         rows = {m: cs[metric] for m, cs in curves.items() if metric in cs}
         tables.append(f"### {metric} (%, mean ± SE over {report['eval_problems']} problems)\n\n")
         tables.append(reporting.markdown_table(rows, ks) + "\n")
-        plot_scaling_curves(rows, ylabel=f"{metric} (%)", scale=100, path=str(out / png))
+        reporting.plot_scaling_curves(rows, ylabel=f"{metric} (%)", scale=100, path=str(out / png))
     (out / "table.md").write_text("".join(tables))
     return report
 
 
 def main(argv):
     del argv
+    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
     run(_CONFIG.value, _WORKDIR.value)
     print((pathlib.Path(_WORKDIR.value) / "table.md").read_text())

@@ -17,7 +17,7 @@ import pathlib
 
 from absl import app, flags, logging
 
-from experiments import common, evaluate, sft
+from experiments import cli, common, evaluate, sft
 
 BRANCH_EPOCHS = 15.0
 
@@ -43,6 +43,7 @@ def run(workdir: str, *, smoke: bool = False, progress: bool = True) -> str:
 
 def main(argv):
     del argv
+    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
     table = run(_WORKDIR.value, smoke=_SMOKE.value)
     print("\nCE vs CAT Pass@16 from the same warm-up (held-out problems, exact estimators):\n")

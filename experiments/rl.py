@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
 import jax
 import ml_collections
@@ -28,17 +27,30 @@ from cat_jax.models import llama
 from experiments import cli, common
 
 
+def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
+    """A host-side step that jits ``make_step(value)`` once per scheduled value and dispatches on the step."""
+    compiled = {}
+
+    def step(state, batch):
+        value = common.value_at(schedule, int(jax.device_get(state.step)))
+        if value not in compiled:
+            compiled[value] = jax.jit(make_step(value), donate_argnums=0)
+        state, metrics = compiled[value](state, batch)
+        return state, {**metrics, metric: value}
+
+    return step
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train CAT RL from ``config`` in ``workdir`` (auto-resume), evaluate, return the results."""
-    t0 = time.perf_counter()
-    data = common.task_data(config.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
-    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
-    if config.init_from:
-        params = common.load_params(config.init_from, params)
-    mesh = common.make_mesh(config.mesh)
-    params = common.place_params(params, mesh, config.mesh)
-    apply = llama.decoder(graphdef)
+    return common.run_phase(
+        config, workdir, functools.partial(_training, config), weights=config.weights.to_dict()
+    )
+
+
+def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.Training:
+    """The RL step (one jitted step per scheduled budget), its state and the prompt batches."""
+    data, apply = phase.data, phase.apply
     num_steps = int(config.steps)
     tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
     weights = wts.WeightConfig(**config.weights.to_dict())
@@ -53,7 +65,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return rl.make_rl_step(
             apply,
             tx,
-            functools.partial(llama.init_cache, model_cfg),
+            functools.partial(llama.init_cache, phase.model_cfg),
             rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
             weights=w,
             advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
@@ -64,32 +76,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             pad_id=data.pad_id,
         )
 
-    step = common.scheduled_step(make_step, schedule, metric="schedule/value")
+    step = scheduled_step(make_step, schedule, metric="schedule/value")
     extra = {}
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()
     if loss_cfg.kl_beta > 0:
-        extra["reference"] = params  # the frozen warm-up policy
-    state = train_lib.TrainState.create(params, tx, seed=int(config.seed), extra=extra)
+        extra["reference"] = phase.params  # the frozen warm-up policy
+    state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed), extra=extra)
     rows = data.batches(int(config.prompts_per_step), seed=int(config.seed))
-    batches = lambda step: data.prompt_batch(rows(step))
-    return common.train_then_evaluate(
-        config,
-        workdir,
-        state=state,
-        step=step,
-        batches=common.sharded_batches(batches, mesh),
-        num_steps=num_steps,
-        apply=apply,
-        model_cfg=model_cfg,
-        data=data,
-        started=t0,
-        weights=config.weights.to_dict(),
-    )
+    return common.Training(state, step, lambda i: data.prompt_batch(rows(i)), num_steps)
 
 
 def main(argv):
     del argv
+    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
     report = run(_CONFIG.value, _WORKDIR.value)
     print({k: v for k, v in report.items() if k != "eval"})

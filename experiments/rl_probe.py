@@ -27,10 +27,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from cat_jax import advantages as adv
-from cat_jax import losses, sampling, train_lib
+from cat_jax import evaluation, losses, sampling, train_lib
 from cat_jax import rl as cat_rl
 from cat_jax.models import llama
-from experiments import common
+from experiments import cli, common
 
 RADII = (0.001, 0.003, 0.01, 0.03, 0.1)
 LEARNING_RATES = (1e-4, 1e-5)
@@ -44,7 +44,7 @@ def probe(warmup: pathlib.Path, seed: int, *, rollouts: int, smoke: bool = False
     """The measurements above for one warm-up; JSON-ready."""
     cfg = common.load_config("configs/rl/arith.py:standard" + (",smoke" if smoke else ""), {"seed": seed})
     data = common.task_data(cfg.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    model_cfg = common.model_config(cfg, data)
     graphdef, params = llama.init(model_cfg, jax.random.key(seed))
     params = common.load_params(warmup, params)
     apply = llama.decoder(graphdef)
@@ -88,7 +88,9 @@ def probe(warmup: pathlib.Path, seed: int, *, rollouts: int, smoke: bool = False
         return jnp.mean(jnp.exp(jnp.sum(sampling.sequence_log_probs(apply, q, seq, seq_mask), axis=-1)))
 
     def train_pass1(q) -> float:
-        return common.exact_pass_at_k(apply, q, data, temperatures=[1.0], ks=[1], split="train")["T1/pass@1"]
+        train = (data.train.prompts, data.train.lengths, data.train.targets, data.train.target_lengths)
+        exact = evaluation.exact_pass_at_k(apply, q, *train, temperatures=[1.0], ks=[1], pad_id=data.pad_id)
+        return exact["T1/pass@1"]
 
     g_exact = jax.jit(jax.grad(mean_p))(params)
     ascent = {"rl": jax.tree.map(jnp.negative, g_rl), "exact": g_exact}
@@ -178,6 +180,7 @@ def report(probes: list[dict], results: pathlib.Path, command: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
     command = "python -m experiments.rl_probe " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     root = pathlib.Path(_WORKDIR.value)

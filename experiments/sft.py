@@ -14,7 +14,6 @@ Each run auto-resumes from its workdir, writes ``metrics.jsonl`` while training 
 from __future__ import annotations
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cat_jax import losses, train_lib
-from cat_jax.models import llama
 from experiments import cli, common
 
 
@@ -55,40 +53,24 @@ def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskDa
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train one SFT phase from ``config`` in ``workdir`` (auto-resume), evaluate it, return the results."""
-    t0 = time.perf_counter()
-    data = common.task_data(config.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
-    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
-    apply = llama.decoder(graphdef)
-    loss_fn, examples = loss_and_examples(config.objective, apply, data)
-    rows = data.batches(int(config.batch_size), seed=int(config.seed))
-    batches = lambda step: examples(rows(step))
-    num_steps = math.ceil(float(config.epochs) * rows.per_epoch)
-    tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
-    if config.init_from:
-        params = common.load_params(config.init_from, params)
-    mesh = common.make_mesh(config.mesh)
-    params = common.place_params(params, mesh, config.mesh)
-    step = jax.jit(train_lib.make_train_step(loss_fn, tx), donate_argnums=0)
-    state = train_lib.TrainState.create(params, tx, seed=int(config.seed))
-    return common.train_then_evaluate(
-        config,
-        workdir,
-        state=state,
-        step=step,
-        batches=common.sharded_batches(batches, mesh),
-        num_steps=num_steps,
-        apply=apply,
-        model_cfg=model_cfg,
-        data=data,
-        started=t0,
-        objective=config.objective.to_dict(),
-        epochs=float(config.epochs),
+
+    def build(phase: common.Phase) -> common.Training:
+        loss_fn, examples = loss_and_examples(config.objective, phase.apply, phase.data)
+        rows = phase.data.batches(int(config.batch_size), seed=int(config.seed))
+        num_steps = math.ceil(float(config.epochs) * rows.per_epoch)
+        tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
+        step = jax.jit(train_lib.make_train_step(loss_fn, tx), donate_argnums=0)
+        state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed))
+        return common.Training(state, step, lambda i: examples(rows(i)), num_steps)
+
+    return common.run_phase(
+        config, workdir, build, objective=config.objective.to_dict(), epochs=float(config.epochs)
     )
 
 
 def main(argv):
     del argv
+    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
     report = run(_CONFIG.value, _WORKDIR.value)
     print({k: v for k, v in report.items() if k != "eval"})

@@ -203,9 +203,17 @@ def _cfg(data_dir, **kw):
     return c
 
 
+def _get(td, name: str):
+    """A field of ``td`` by its frozen flat name (``train_prompts`` is ``td.train.prompts``)."""
+    split, _, field = name.partition("_")
+    if split in ("train", "eval") and hasattr(td, split):
+        return getattr(td.split(split), field)
+    return getattr(td, name)
+
+
 def _arrays(td) -> dict:
     names = (*ARRAYS, "answer_tokens", "train_answer_index")
-    return {n: getattr(td, n) for n in names if getattr(td, n) is not None}
+    return {n: _get(td, n) for n in names if _get(td, n) is not None}
 
 
 @pytest.mark.parametrize(("kw", "sha"), CASES)
@@ -214,16 +222,14 @@ def test_multiply_bit_identical_to_frozen_construction(kw, sha, data_dir):
     td = common.task_data(c)
     frozen = _frozen_multiply(int(c.digits), int(c.num_train), int(c.num_eval), int(c.seed))
     for name, want in frozen.items():
-        got = getattr(td, name)
+        got = _get(td, name)
         if isinstance(want, np.ndarray):
             assert got.dtype == want.dtype and got.shape == want.shape, name
             np.testing.assert_array_equal(got, want, err_msg=name)
         else:
             assert got == want, name
     assert _digest(lambda n: frozen[n]) == sha
-    assert _digest(lambda n: getattr(td, n)) == sha
-    # The flat names read the split records.
-    np.testing.assert_array_equal(td.eval.prompts, td.eval_prompts)
+    assert _digest(lambda n: _get(td, n)) == sha
     assert td.split("train") is td.train and len(td.train) == int(c.num_train)
 
 
@@ -244,7 +250,7 @@ def test_experiment_configs_bit_identical(spec, data_dir):
             assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
             np.testing.assert_array_equal(got[name], want, err_msg=name)
         else:
-            assert getattr(td, name) == want, name
+            assert _get(td, name) == want, name
     sha, kinds = CONFIGS[spec]
     assert _digest_sorted(got) == sha
     size = int(cfg.prompts_per_step) if "rl" in kinds else int(cfg.batch_size)
@@ -282,30 +288,30 @@ def test_modular_chain_task(data_dir):
     td = common.task_data(c)
     again = common.task_data(c)
     for name in ARRAYS:
-        np.testing.assert_array_equal(getattr(td, name), getattr(again, name))
+        np.testing.assert_array_equal(_get(td, name), _get(again, name))
     pool = arithmetic.sample_modular_chains(50, steps=2, modulus=13, max_operand=20, seed=5)
     train, held = arithmetic.split_problems(pool, 40, 10, seed=5)
     tok = CharTokenizer(arithmetic.ALPHABETS["modular_chain"])
     assert td.vocab_size == tok.vocab_size and td.pad_id == 0 and td.stop_tokens == (2,)
     # Answer-only targets: the two answer digits (modulus 13 -> width 2) and EOS.
-    assert td.max_new_tokens == 3 and td.eval_targets.shape == (10, 3)
+    assert td.max_new_tokens == 3 and td.eval.targets.shape == (10, 3)
     for i, p in enumerate(held):
-        n = td.eval_lengths[i]
-        assert tok.decode(td.eval_prompts[i, 1:n].tolist()) == p.prompt and td.eval_prompts[i, 0] == 1
-        assert (td.eval_prompts[i, n:] == 0).all()
-        assert tok.decode(td.eval_targets[i].tolist()) == p.answer and td.eval_targets[i, -1] == 2
+        n = td.eval.lengths[i]
+        assert tok.decode(td.eval.prompts[i, 1:n].tolist()) == p.prompt and td.eval.prompts[i, 0] == 1
+        assert (td.eval.prompts[i, n:] == 0).all()
+        assert tok.decode(td.eval.targets[i].tolist()) == p.answer and td.eval.targets[i, -1] == 2
     for i, p in enumerate(train):
-        n = td.train_lengths[i]
-        seq = td.train_tokens[i]
+        n = td.train.lengths[i]
+        seq = td.train.tokens[i]
         assert tok.decode(seq[1:n].tolist()) == p.prompt
-        assert (td.train_labels[i, :n] == -100).all()
-        assert td.train_labels[i, n : n + 3].tolist() == tok.encode(p.answer, eos=True)
-        assert (td.train_labels[i, n + 3 :] == -100).all() and (seq[n + 3 :] == 0).all()
-        np.testing.assert_array_equal(td.train_prompts[i, :n], seq[:n])
-    assert td.train_tokens.shape[1] == td.train_prompts.shape[1] + 3
-    assert len(set(map(bytes, td.eval_prompts))) == 10
+        assert (td.train.labels[i, :n] == -100).all()
+        assert td.train.labels[i, n : n + 3].tolist() == tok.encode(p.answer, eos=True)
+        assert (td.train.labels[i, n + 3 :] == -100).all() and (seq[n + 3 :] == 0).all()
+        np.testing.assert_array_equal(td.train.prompts[i, :n], seq[:n])
+    assert td.train.tokens.shape[1] == td.train.prompts.shape[1] + 3
+    assert len(set(map(bytes, td.eval.prompts))) == 10
     # The verifier agrees with the targets the RL reward compares against.
-    assert all(arithmetic.check(p, tok.decode(td.eval_targets[i].tolist())) for i, p in enumerate(held))
+    assert all(arithmetic.check(p, tok.decode(td.eval.targets[i].tolist())) for i, p in enumerate(held))
     assert td.eval.answer_index.tolist() == [int(p.answer) for p in held]
 
 
@@ -315,20 +321,20 @@ def test_candidate_batch_enumerates_every_answer(data_dir):
     )
     idx = np.array([4, 0, 17])
     b = td.candidate_batch(idx)
-    assert b["candidate_tokens"].shape == (3, 13, td.train_tokens.shape[1]) == b["candidate_labels"].shape
+    assert b["candidate_tokens"].shape == (3, 13, td.train.tokens.shape[1]) == b["candidate_labels"].shape
     for row, i in enumerate(idx):
-        n = td.train_lengths[i]
+        n = td.train.lengths[i]
         for c in range(13):
             toks, labels = b["candidate_tokens"][row, c], b["candidate_labels"][row, c]
-            np.testing.assert_array_equal(toks[:n], td.train_prompts[i, :n])  # the prompt, shared
+            np.testing.assert_array_equal(toks[:n], td.train.prompts[i, :n])  # the prompt, shared
             np.testing.assert_array_equal(toks[n : n + 3], td.answer_tokens[c])  # then candidate c + EOS
             assert (toks[n + 3 :] == 0).all() and (labels[:n] == -100).all()
             assert (labels[n + 3 :] == -100).all()
             np.testing.assert_array_equal(labels[n : n + 3], td.answer_tokens[c])
         # The target's row is exactly the problem's training sequence and labels.
         t = b["target"][row]
-        np.testing.assert_array_equal(b["candidate_tokens"][row, t], td.train_tokens[i])
-        np.testing.assert_array_equal(b["candidate_labels"][row, t], td.train_labels[i])
+        np.testing.assert_array_equal(b["candidate_tokens"][row, t], td.train.tokens[i])
+        np.testing.assert_array_equal(b["candidate_labels"][row, t], td.train.labels[i])
     with pytest.raises(ValueError, match="plurality"):
         common.task_data(_cfg(data_dir, num_train=20, num_eval=5)).candidate_batch(idx)
 

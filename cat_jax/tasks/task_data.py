@@ -66,7 +66,6 @@ class TaskData:
     ``max_new_tokens`` is the longest target (answer + EOS). ``answer_tokens`` ``[C, A]``: where the
     answers form a small finite set (modular_chain: every residue), all of them as answer + EOS, which exact
     plurality SFT enumerates; None where the set is too large to enumerate per step (multiply: 10^4).
-    The flat names of earlier versions (``train_tokens``, ``eval_prompts``, ...) read the splits' fields.
     """
 
     vocab_size: int
@@ -143,15 +142,6 @@ class TaskData:
             answer_ids=np.asarray(scores.answer_ids),
             valid=np.asarray(scores.valid),
         )
-
-
-def _alias(split: str, field: str) -> property:
-    return property(lambda self: getattr(getattr(self, split), field), doc=f"``{split}.{field}``")
-
-
-for _s in SPLITS:
-    for _f in _SPLIT_FIELDS:
-        setattr(TaskData, f"{_s}_{_f}", _alias(_s, _f))
 
 
 def from_records(

@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 
+from cat_jax import evaluation, reporting
 from cat_jax.models import llama
 from experiments import common
 from experiments import diagnostics as exp
@@ -19,10 +20,10 @@ def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
     graphdef, params = llama.init(model_cfg, jax.random.key(3))
     common.save_params(tmp_path / "runs" / "ce", params)
-    common.write_json(tmp_path / "runs" / "ce" / "results.json", {})
+    reporting.write_json(tmp_path / "runs" / "ce" / "results.json", {})
     common.save_params(tmp_path / "runs" / "passn4", params)  # no results.json: still training
 
-    problems = len(data.eval_prompts)
+    problems = len(data.eval.prompts)
     out = tmp_path / "out"
     payload = exp.run(
         tmp_path / "runs",
@@ -47,7 +48,10 @@ def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     assert len(recs) == problems
     # The enumerated answer distribution gives the correct answer the probability that one teacher-forced
     # pass over (prompt, answer + EOS) gives it: the exact pass@1 of the model.
-    ref = common.exact_pass_at_k(llama.decoder(graphdef), params, data, temperatures=[1.0], ks=[1])
+    held_out = (data.eval.prompts, data.eval.lengths, data.eval.targets, data.eval.target_lengths)
+    ref = evaluation.exact_pass_at_k(
+        llama.decoder(graphdef), params, *held_out, temperatures=[1.0], ks=[1], pad_id=data.pad_id
+    )
     p_target = np.array([r["p_target"] for r in recs])
     np.testing.assert_allclose(p_target.mean(), ref["T1/pass@1"], rtol=1e-4)
     np.testing.assert_allclose(np.log(p_target).mean(), ref["T1/log_p"], rtol=1e-4)
