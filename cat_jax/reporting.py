@@ -13,6 +13,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -22,12 +23,15 @@ from cat_jax.operators import Curve
 __all__ = [
     "cell",
     "curve_across_runs",
+    "draw_curves",
+    "is_writer",
     "markdown_table",
     "mean_se",
     "new_figure",
     "plot_scaling_curves",
     "save_figure",
     "write_json",
+    "write_text",
 ]
 
 
@@ -98,12 +102,23 @@ def curve_across_runs(per_run: Any, ks: Sequence[int]) -> Curve:
     return Curve(tuple(int(k) for k in ks), values, mean, se)
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> pathlib.Path:
-    """Write ``payload`` as indented JSON, keys sorted (stable diffs of results/), creating parent folders."""
+def is_writer() -> bool:
+    """Whether this process writes reports: process 0 only, so a multi-host run writes each file once."""
+    return jax.process_index() == 0
+
+
+def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` (a report: table.md, ...) from process 0 only, creating parent folders."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    if is_writer():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return path
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> pathlib.Path:
+    """Write ``payload`` as indented JSON, keys sorted (stable diffs of results/), from process 0 only."""
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def new_figure(figsize: tuple[float, float] = (5.5, 3.8)) -> Figure:
@@ -114,8 +129,9 @@ def new_figure(figsize: tuple[float, float] = (5.5, 3.8)) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, command: str, *, dpi: int = 120) -> None:
-    """Save ``fig`` as PNG naming the command that regenerates it in its metadata (read by test_results)."""
-    fig.savefig(path, dpi=dpi, metadata={"Description": f"made by: {command}"})
+    """Save ``fig`` as PNG naming the command that regenerates it in its metadata (process 0 only)."""
+    if is_writer():
+        fig.savefig(path, dpi=dpi, metadata={"Description": f"made by: {command}"})
 
 
 def draw_curves(
@@ -165,7 +181,8 @@ def plot_scaling_curves(
     fig.tight_layout()
     if path is not None:
         if command is None:
-            fig.savefig(path, dpi=120)
+            if is_writer():
+                fig.savefig(path, dpi=120)
         else:
             save_figure(fig, path, command)
     return fig

@@ -22,8 +22,6 @@ from cat_jax.models import llama
 from cat_jax.tasks import task_data as task_data_lib
 from cat_jax.tasks.task_data import TaskData
 
-write_json = reporting.write_json  # the name experiments and their tests have always used
-
 
 def load_config(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
     """Load ``path/to/config.py[:arg]`` like ``--config`` does and apply dotted ``overrides``.
@@ -215,7 +213,7 @@ def run_phase(
         num_params=model_cfg.num_params(),
         **extra_report,
     )
-    write_json(pathlib.Path(workdir) / "results.json", report)
+    reporting.write_json(pathlib.Path(workdir) / "results.json", report)
     return report
 
 

@@ -260,7 +260,7 @@ def run(
         "models": models,
     }
     reporting.write_json(out / "results.json", payload)
-    (out / "table.md").write_text(markdown(payload))
+    reporting.write_text(out / "table.md", markdown(payload))
     return payload
 
 

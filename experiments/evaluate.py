@@ -70,7 +70,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         tables.append(f"### {metric} (%, mean ± SE over {report['eval_problems']} problems)\n\n")
         tables.append(reporting.markdown_table(rows, ks) + "\n")
         reporting.plot_scaling_curves(rows, ylabel=f"{metric} (%)", scale=100, path=str(out / png))
-    (out / "table.md").write_text("".join(tables))
+    reporting.write_text(out / "table.md", "".join(tables))
     return report
 
 

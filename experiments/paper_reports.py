@@ -293,7 +293,7 @@ def report_sft(
         md.append(
             f"Plots: `{metric_main.replace('@', '_at_')}.png` and the other metric's png in this folder.\n"
         )
-        (out / "table.md").write_text("".join(md))
+        reporting.write_text(out / "table.md", "".join(md))
         reporting.write_json(out / "results.json", payload)
 
 
@@ -373,5 +373,5 @@ def report_rl(
                 "\n",
             ]
             payload[f"learning_curve/pass@{k}"] = {"steps": at, **_records(rows)}
-    (out / "table.md").write_text("".join(md))
+    reporting.write_text(out / "table.md", "".join(md))
     reporting.write_json(out / "results.json", payload)

@@ -37,7 +37,7 @@ from jaxtyping import Array
 from ml_collections import config_flags
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, rl, train_lib
+from cat_jax import evaluation, losses, reporting, rl, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.tasks import protein, protein_data
@@ -145,7 +145,7 @@ def train_phase(workdir: pathlib.Path, state, step, batches, *, num_steps: int, 
     if result.preempted:
         raise SystemExit(f"preempted in {workdir} at step {int(result.state.step)}; rerun to resume")
     common.save_params(workdir, result.state.params)
-    common.write_json(workdir / "final_metrics.json", result.metrics)
+    reporting.write_json(workdir / "final_metrics.json", result.metrics)
     return result.state.params
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from cat_jax import operators, reporting
 from cat_jax.tasks import protein
-from experiments import common
 
 BRANCH_LABELS = {"standard": "Standard RL", "bon2": "BoN-2", "bon4": "BoN-4", "bon8": "BoN-8"}
 REFERENCES = {"uncond": "Pre-trained LM", "cond": "Conditional warm-up"}  # the RL runs' starting points
@@ -146,7 +145,7 @@ def phase_seconds(path: pathlib.Path, measured: dict, fresh: dict) -> dict:
     stored = json.loads(path.read_text()) if path.exists() else {}
     out = {k: round(v if fresh[k] or k not in stored else stored[k], 1) for k, v in measured.items()}
     out["total"] = round(sum(out.values()), 1)
-    common.write_json(path, out)
+    reporting.write_json(path, out)
     return out
 
 
@@ -257,8 +256,8 @@ def plot_hydrophobicity(pools: dict, path: pathlib.Path, *, command: str) -> Non
 def write(report: dict, evals: dict, out_dir: pathlib.Path) -> None:
     """results.json, table.md, best_of_k.png and hydrophobicity.png in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    common.write_json(out_dir / "results.json", report)
-    (out_dir / "table.md").write_text(markdown_report(report))
+    reporting.write_json(out_dir / "results.json", report)
+    reporting.write_text(out_dir / "table.md", markdown_report(report))
     plot_best_of_k(report, out_dir / "best_of_k.png")
     pools = {
         setting: {

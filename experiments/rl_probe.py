@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, sampling, train_lib
+from cat_jax import evaluation, losses, reporting, sampling, train_lib
 from cat_jax import rl as cat_rl
 from cat_jax.models import llama
 from experiments import cli, common
@@ -173,8 +173,8 @@ def report(probes: list[dict], results: pathlib.Path, command: str) -> None:
                 f"{mean(lambda r, s=start: r[s]):.4f} | " + " | ".join(f"{v:.4f}" for v in row) + " |\n"
             )
     results.mkdir(parents=True, exist_ok=True)
-    (results / "table.md").write_text("".join(md))
-    common.write_json(results / "results.json", {"command": command, "probes": probes})
+    reporting.write_text(results / "table.md", "".join(md))
+    reporting.write_json(results / "results.json", {"command": command, "probes": probes})
 
 
 def main(argv):

@@ -36,3 +36,16 @@ def test_curve_across_runs_and_saved_figure_names_its_command(tmp_path):
     )
     assert fig.axes[0].get_xscale() == "log"
     assert b"made by: python -m experiments.x" in (tmp_path / "a.png").read_bytes()
+
+
+def test_reports_are_written_by_process_zero_only(tmp_path, monkeypatch):
+    import jax
+
+    reporting.write_json(tmp_path / "a" / "r.json", {"b": 1, "a": 2})
+    assert (tmp_path / "a" / "r.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    reporting.write_text(tmp_path / "t.md", "x")
+    reporting.plot_scaling_curves(
+        {"m": reporting.curve_across_runs([[0.1]], [1])}, path=tmp_path / "f.png", command="python -m x"
+    )
+    assert not (tmp_path / "t.md").exists() and not (tmp_path / "f.png").exists()
