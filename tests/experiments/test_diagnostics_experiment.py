@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 from cat_jax import evaluation, reporting
 from cat_jax.models import llama
@@ -14,6 +15,7 @@ CONFIG = "configs/sft/arith.py:ce,smoke"
 OVERRIDES = {"task.digits": 1}  # answers are the 100 two-digit strings + EOS: seconds, not minutes
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     cfg = common.load_config(CONFIG, OVERRIDES)
     data = common.task_data(cfg.task)

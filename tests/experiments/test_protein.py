@@ -43,7 +43,9 @@ OLD_ARRAYS = {
 }
 
 
-@pytest.mark.parametrize("variant", ["", "smoke"], ids=["full", "smoke"])
+@pytest.mark.parametrize(
+    "variant", [pytest.param("", marks=pytest.mark.slow, id="full"), pytest.param("smoke", id="smoke")]
+)
 def test_arrays_read_through_the_builder_equal_the_old_in_memory_ones(variant):
     arrays = exp.read_data(common.load_config(f"configs/protein/protein.py:{variant}"))
     flat = {f"{phase}/{k}": v for phase in ("pretrain", "cond_warmup", "cond_train", "cond_test")
@@ -65,6 +67,7 @@ def test_weight_config_names():
         exp.weight_config("best4", quantile="history")
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_smoke_run_writes_every_report_file(tmp_path):
     config = common.load_config("configs/protein/protein.py:smoke")
     report = exp.run(config, str(tmp_path))

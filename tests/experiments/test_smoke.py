@@ -13,6 +13,7 @@ from cat_jax.models import llama
 from experiments import common, evaluate, quickstart, rl, sft
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_sft_warmup_then_branch(tmp_path):
     warm = sft.run(common.load_config("configs/sft/arith.py:warmup,smoke"), str(tmp_path / "warm"))
     assert warm["eval"]["pass@k"]["k"] == [1, 2, 4]
@@ -37,6 +38,7 @@ def test_sft_warmup_then_branch(tmp_path):
     assert report["curves"]["maj T=1"]["pass@k"] == branch["eval"]["pass@k"]
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_rl_smoke(tmp_path):
     report = rl.run(common.load_config("configs/rl/arith.py:passn4_log,smoke"), str(tmp_path / "a"))
     assert report["steps"] == 2 and "weights/mean" in report["final_train_metrics"]
@@ -89,11 +91,13 @@ def test_programs_start_with_cli_setup(monkeypatch):
             module.main([])
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_quickstart_smoke(tmp_path):
     table = quickstart.run(str(tmp_path), smoke=True, progress=False)
     assert "| ce |" in table and "| passn16 |" in table and "pass@k" in table
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_paper_study_smoke(tmp_path, monkeypatch):
     from experiments import paper, paper_studies
 
@@ -125,6 +129,7 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     assert "## Exact held-out pass@1 along RL training" in (out / "table.md").read_text()
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
     from experiments import paper
 
@@ -144,6 +149,7 @@ def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
     assert set(sweep["maj@4"]) == {"warm-up", "CE", "Plurality 8"}
 
 
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_rl_probe_smoke(tmp_path, monkeypatch):
     from cat_jax import rl as cat_rl
     from experiments import rl_probe
