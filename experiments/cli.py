@@ -8,11 +8,13 @@ program that imports this module, i.e. every experiment.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import ml_collections
-from absl import flags, logging
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 from cat_jax import sharding
 from experiments import common
@@ -59,6 +61,43 @@ def setup() -> dict[str, int | bool]:
         "initialised" if distributed else "not used (single process)",
     )
     return topology
+
+
+def without_curves(config: ml_collections.ConfigDict, workdir: str, report: dict) -> dict:
+    """A run's printed summary: its results without the (long) curves."""
+    return {k: v for k, v in report.items() if k != "eval"}
+
+
+def program(
+    run: Callable[[ml_collections.ConfigDict, str], Any],
+    summary: Callable[[ml_collections.ConfigDict, str, Any], Any] = without_curves,
+    *,
+    workdir_help: str = "Where checkpoints, metrics and results go.",
+) -> None:
+    """Run ``run(config, workdir)`` as a program: required ``--config`` / ``--workdir`` flags (a mistyped
+    ``--config.field`` exits naming the valid fields), then :func:`main_for` under ``absl.app``.
+
+    Flags are defined only here, when a module runs as a program, so experiment modules import together.
+    """
+    config = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+    workdir = flags.DEFINE_string("workdir", None, workdir_help)
+    flags.mark_flags_as_required(["config", "workdir"])
+    check_config_overrides()
+    app.run(main_for(run, summary, lambda: (config.value, workdir.value)))
+
+
+def main_for(run, summary, arguments: Callable[[], tuple[ml_collections.ConfigDict, str]]):
+    """The absl ``main`` of a program: :func:`setup` first, Orbax's per-step INFO logs off, ``run``, then
+    print ``summary(config, workdir, result)``."""
+
+    def main(argv):
+        del argv
+        setup()
+        logging.set_verbosity(logging.WARNING)
+        config, workdir = arguments()
+        print(summary(config, workdir, run(config, workdir)))
+
+    return main
 
 
 def check_config_overrides(argv: Sequence[str] | None = None) -> None:

@@ -17,8 +17,6 @@ import pathlib
 
 import jax
 import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from cat_jax import evaluation, reporting
 from cat_jax.models import llama
@@ -74,18 +72,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return report
 
 
-def main(argv):
-    del argv
-    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
-    logging.set_verbosity(logging.WARNING)
-    run(_CONFIG.value, _WORKDIR.value)
-    print((pathlib.Path(_WORKDIR.value) / "table.md").read_text())
+def summary(config, workdir: str, report) -> str:
+    """What the program prints: the side-by-side table."""
+    return (pathlib.Path(workdir) / "table.md").read_text()
 
 
 if __name__ == "__main__":
-    # Flags are defined only when run as a program, so several experiment modules can be imported together.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
-    _WORKDIR = flags.DEFINE_string("workdir", None, "Where results.json, table.md and the plots go.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
-    app.run(main)
+    cli.program(run, summary, workdir_help="Where results.json, table.md and the plots go.")

@@ -32,9 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
 from jaxtyping import Array
-from ml_collections import config_flags
 
 from cat_jax import advantages as adv
 from cat_jax import evaluation, losses, reporting, rl, train_lib
@@ -356,20 +354,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return report
 
 
-def main(argv):
-    del argv
-    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
-    logging.set_verbosity(logging.WARNING)
-    config = _CONFIG.value
-    run(config, _WORKDIR.value)
-    out = pathlib.Path(config.results_dir) if config.results_dir else pathlib.Path(_WORKDIR.value) / "report"
-    print((out / "table.md").read_text())
+def summary(config: ml_collections.ConfigDict, workdir: str, report: dict) -> str:
+    """What the program prints: the report's table."""
+    out = pathlib.Path(config.results_dir) if config.results_dir else pathlib.Path(workdir) / "report"
+    return (out / "table.md").read_text()
 
 
 if __name__ == "__main__":
-    # Flags are defined only when run as a program, so several experiment modules can be imported together.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
-    _WORKDIR = flags.DEFINE_string("workdir", None, "Where every phase's checkpoints, metrics and pools go.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
-    app.run(main)
+    cli.program(run, summary, workdir_help="Where every phase's checkpoints, metrics and pools go.")

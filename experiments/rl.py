@@ -17,8 +17,6 @@ import functools
 
 import jax
 import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from cat_jax import advantages as adv
 from cat_jax import losses, rl, train_lib
@@ -87,18 +85,5 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
     return common.Training(state, step, lambda i: data.prompt_batch(rows(i)), num_steps)
 
 
-def main(argv):
-    del argv
-    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
-    logging.set_verbosity(logging.WARNING)
-    report = run(_CONFIG.value, _WORKDIR.value)
-    print({k: v for k, v in report.items() if k != "eval"})
-
-
 if __name__ == "__main__":
-    # Flags are defined only when run as a program, so several experiment modules can be imported together.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
-    _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
-    app.run(main)
+    cli.program(run)

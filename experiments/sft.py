@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from cat_jax import losses, train_lib
 from experiments import cli, common
@@ -68,18 +66,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
 
 
-def main(argv):
-    del argv
-    cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO
-    report = run(_CONFIG.value, _WORKDIR.value)
-    print({k: v for k, v in report.items() if k != "eval"})
-
-
 if __name__ == "__main__":
-    # Flags are defined only when run as a program, so several experiment modules can be imported together.
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
-    _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
-    flags.mark_flags_as_required(["config", "workdir"])
-    cli.check_config_overrides()  # a mistyped --config.field names the valid fields (not AttributeError)
-    app.run(main)
+    cli.program(run)

@@ -72,9 +72,10 @@ def test_config_errors():
 
 def test_programs_start_with_cli_setup(monkeypatch):
     """Every experiment program joins a multi-process run (cli.setup) before anything else touches JAX."""
+    import inspect
     import types
 
-    from experiments import cli, protein
+    from experiments import cli, diagnostics, paper, protein, rl_probe
 
     class Joined(Exception):
         pass
@@ -83,9 +84,16 @@ def test_programs_start_with_cli_setup(monkeypatch):
         raise Joined
 
     monkeypatch.setattr(cli, "setup", join)
+    ran = []
+    main = cli.main_for(lambda c, w: ran.append((c, w)), cli.without_curves, lambda: (None, "/nowhere"))
+    with pytest.raises(Joined):
+        main([])
+    assert ran == []
+    for module in (sft, rl, evaluate, protein):  # config + workdir programs: cli.program(run, ...)
+        assert "cli.program(run" in inspect.getsource(module).split('if __name__ == "__main__":')[1]
     flag = types.SimpleNamespace(value=None)
-    for module in (sft, rl, evaluate, quickstart, protein):
-        for name in ("_CONFIG", "_WORKDIR", "_SMOKE"):
+    for module in (quickstart, paper, rl_probe, diagnostics):  # programs with flags of their own
+        for name in ("_WORKDIR", "_SMOKE", "_STUDY", "_SEEDS", "_RESULTS", "_CONFIG"):
             monkeypatch.setattr(module, name, flag, raising=False)
         with pytest.raises(Joined):
             module.main([])
