@@ -113,7 +113,7 @@ def bench_rl() -> dict:
     apply = llama.decoder(graphdef)
     tx = train_lib.make_optimizer(train_lib.OptimizerConfig(lr=1e-5))
     make_cache = functools.partial(llama.init_cache, CONFIG)
-    rollout = rl.RolloutConfig(num_samples=RL_M, max_new_tokens=RL_NEW)
+    rollout = sampling.SampleConfig(num_samples=RL_M, max_new_tokens=RL_NEW)
     eos = 2
     rng = np.random.default_rng(1)
     batch = {

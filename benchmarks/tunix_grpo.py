@@ -78,7 +78,7 @@ class CatJax:
         tx = make_optimizer()
         self.batch = {"prompts": jnp.asarray(prompts), "lengths": jnp.full((B,), P, jnp.int32)}
         make_cache = functools.partial(llama.init_cache, self.config)
-        rollout = rl.RolloutConfig(num_samples=M, max_new_tokens=NEW, temperature=1.0)
+        rollout = sampling.SampleConfig(num_samples=M, max_new_tokens=NEW, temperature=1.0)
         self.step = jax.jit(
             rl.make_rl_step(
                 apply,

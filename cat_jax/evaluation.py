@@ -29,8 +29,6 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from cat_jax import logprobs, operators, plurality, sampling
 
-SampleConfig = sampling.SampleConfig  # the one sampling config; kept here for existing callers
-
 
 def generate(
     apply: Any,
@@ -39,7 +37,7 @@ def generate(
     prompts: np.ndarray,
     lengths: np.ndarray,
     key: Array,
-    cfg: SampleConfig,
+    cfg: sampling.SampleConfig,
     *,
     stop_tokens: Sequence[int] = (),
     pad_id: int = 0,

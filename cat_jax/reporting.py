@@ -13,12 +13,12 @@ import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cat_jax.operators import Curve
+from cat_jax.sharding import is_writer
 
 __all__ = [
     "cell",
@@ -102,11 +102,6 @@ def curve_across_runs(per_run: Any, ks: Sequence[int]) -> Curve:
     return Curve(tuple(int(k) for k in ks), values, mean, se)
 
 
-def is_writer() -> bool:
-    """Whether this process writes reports: process 0 only, so a multi-host run writes each file once."""
-    return jax.process_index() == 0
-
-
 def write_text(path: str | os.PathLike, text: str) -> pathlib.Path:
     """Write ``text`` (a report: table.md, ...) from process 0 only, creating parent folders."""
     path = pathlib.Path(path)
@@ -128,10 +123,11 @@ def new_figure(figsize: tuple[float, float] = (5.5, 3.8)) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, command: str, *, dpi: int = 120) -> None:
+def save_figure(fig: Figure, path: str | os.PathLike, command: str | None = None, *, dpi: int = 120) -> None:
     """Save ``fig`` as PNG naming the command that regenerates it in its metadata (process 0 only)."""
     if is_writer():
-        fig.savefig(path, dpi=dpi, metadata={"Description": f"made by: {command}"})
+        metadata = {"Description": f"made by: {command}"} if command else None
+        fig.savefig(path, dpi=dpi, metadata=metadata)
 
 
 def draw_curves(
@@ -180,9 +176,5 @@ def plot_scaling_curves(
     ax.legend()
     fig.tight_layout()
     if path is not None:
-        if command is None:
-            if is_writer():
-                fig.savefig(path, dpi=120)
-        else:
-            save_figure(fig, path, command)
+        save_figure(fig, path, command)
     return fig

@@ -32,8 +32,6 @@ from cat_jax import losses, sampling, train_lib
 from cat_jax import numerics as nx
 from cat_jax import weights as wts
 
-RolloutConfig = sampling.SampleConfig  # the one sampling config (M = num_samples); kept for existing callers
-
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -179,4 +177,4 @@ def make_rl_step(
     return rl_step
 
 
-__all__ = ["RolloutConfig", "RolloutScores", "exact_match_scores", "make_rl_step"]
+__all__ = ["RolloutScores", "exact_match_scores", "make_rl_step"]

@@ -29,6 +29,12 @@ from cat_jax import numerics as nx
 DATA_AXES = ("data", "fsdp")
 
 
+def is_writer() -> bool:
+    """Whether this process writes logs, progress and reports: process 0 of a multi-process run (or the only
+    one). Checkpoints are not concerned: every process takes part in Orbax's saves and restores."""
+    return jax.process_index() == 0
+
+
 def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,

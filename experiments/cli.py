@@ -7,6 +7,7 @@ program that imports this module, i.e. every experiment.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cat_jax import sharding
+from cat_jax import reporting, sharding
 from experiments import common
 
 _COORDINATOR_ADDRESS = flags.DEFINE_string(
@@ -63,6 +64,11 @@ def setup() -> dict[str, int | bool]:
     return topology
 
 
+def command(module: str) -> str:
+    """The command line that reran this program (``python -m <module> <its arguments>``), for report files."""
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def without_curves(config: ml_collections.ConfigDict, workdir: str, report: dict) -> dict:
     """A run's printed summary: its results without the (long) curves."""
     return {k: v for k, v in report.items() if k != "eval"}
@@ -95,7 +101,9 @@ def main_for(run, summary, arguments: Callable[[], tuple[ml_collections.ConfigDi
         setup()
         logging.set_verbosity(logging.WARNING)
         config, workdir = arguments()
-        print(summary(config, workdir, run(config, workdir)))
+        result = run(config, workdir)
+        if reporting.is_writer():  # the summary may read report files, which process 0 alone writes
+            print(summary(config, workdir, result))
 
     return main
 

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cat_jax import evaluation, reporting, sharding, train_lib
+from cat_jax import evaluation, reporting, sampling, sharding, train_lib
 from cat_jax.models import llama
 from cat_jax.tasks import task_data as task_data_lib
 from cat_jax.tasks.task_data import TaskData
@@ -227,7 +227,7 @@ def sample_and_score(
     temperature: float | None = None,
 ) -> evaluation.Scored:
     """Sample ``cfg.num_samples`` completions per held-out prompt and score them into ``[B, N]`` arrays."""
-    sample_cfg = evaluation.SampleConfig(
+    sample_cfg = sampling.SampleConfig(
         num_samples=int(cfg.num_samples),
         max_new_tokens=int(data.max_new_tokens),
         temperature=float(cfg.temperature if temperature is None else temperature),

@@ -27,8 +27,6 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 
@@ -268,7 +266,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
-    command = "python -m experiments.diagnostics " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = cli.command("experiments.diagnostics")
     run(
         _WORKDIR.value,
         _RESULTS.value,

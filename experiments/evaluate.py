@@ -18,7 +18,7 @@ import pathlib
 import jax
 import ml_collections
 
-from cat_jax import evaluation, reporting
+from cat_jax import evaluation, operators, reporting
 from cat_jax.models import llama
 from experiments import cli, common
 
@@ -45,7 +45,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     graphdef, template = llama.init(model_cfg, jax.random.key(0))
     apply = llama.decoder(graphdef)
     ks = [k for k in config.eval.ks if k <= int(config.eval.num_samples)]
-    curves: dict[str, dict[str, evaluation.operators.Curve]] = {}
+    curves: dict[str, dict[str, operators.Curve]] = {}
     for name, path in parse_runs(config.runs).items():
         params = common.load_params(path, template)
         for t in config.temperatures:

@@ -27,25 +27,12 @@ from __future__ import annotations
 
 import functools
 import pathlib
-import shlex
-import sys
 
 from absl import app, flags, logging
 
 from experiments import cli
 from experiments.paper_reports import report_rl, report_sft
-from experiments.paper_studies import (  # noqa: F401  (the study definitions, importable from here)
-    MODCHAIN_BRANCHES,
-    RL_BRANCHES,
-    RL_HEADLINE,
-    SFT_BRANCHES,
-    SFT_STUDIES,
-    TABLE2,
-    TABLE3,
-    Study,
-    run_rl,
-    run_sft,
-)
+from experiments.paper_studies import run_rl, run_sft
 
 
 def main(argv):
@@ -54,7 +41,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
     root, results = pathlib.Path(_WORKDIR.value), pathlib.Path(_RESULTS.value)
-    command = "python -m experiments.paper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = cli.command("experiments.paper")
     studies = {
         "sft": (run_sft, report_sft),
         "modchain": (

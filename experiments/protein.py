@@ -35,7 +35,7 @@ import numpy as np
 from jaxtyping import Array
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, reporting, rl, train_lib
+from cat_jax import evaluation, losses, reporting, rl, sampling, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.tasks import protein, protein_data
@@ -127,8 +127,8 @@ def _finished(workdir: pathlib.Path) -> bool:
 def train_phase(workdir: pathlib.Path, state, step, batches, *, num_steps: int, progress: bool):
     """Run ``step`` to ``num_steps`` (auto-resume, one checkpoint at the end); save and return the params.
 
-    Every phase of the experiment (pre-training, warm-up, each RL run) goes through here; generic, to fold
-    into the shared phase runner of ``experiments.common``.
+    Every phase of the experiment (pre-training, warm-up, each RL run) goes through here. Not
+    ``common.run_phase``: these phases have no arithmetic task to evaluate after training.
     """
     result = train_lib.train_loop(
         state,
@@ -179,7 +179,7 @@ def make_protein_rl_step(cfg, branch: str, *, setting: str, apply, model_cfg):
         apply,
         tx,
         functools.partial(llama.init_cache, model_cfg),
-        rollout=rl.RolloutConfig(**cfg.rollout.to_dict()),
+        rollout=sampling.SampleConfig(**cfg.rollout.to_dict()),
         weights=weight_config(branch, **cfg.weights.to_dict()),
         advantages=adv.AdvantageConfig(**cfg.advantages.to_dict()),
         loss=losses.PolicyLossConfig(**cfg.loss.to_dict()),
@@ -241,7 +241,7 @@ def evaluate_model(apply, params, model_cfg, prompts, *, setting, config, path: 
         with np.load(path) as f:
             return dict(f)
     uncond = setting == "uncond"
-    sample_cfg = evaluation.SampleConfig(
+    sample_cfg = sampling.SampleConfig(
         **{
             **config[setting].rollout.to_dict(),
             "num_samples": int(config.eval.uncond_samples if uncond else config.eval.cond_samples),
@@ -263,8 +263,9 @@ def evaluate_model(apply, params, model_cfg, prompts, *, setting, config, path: 
     n, c, invalid = (np.asarray(x) for x in _jit_counts(tokens, mask))
     h = np.where((n > 0) & ~invalid, c / np.maximum(n, 1), np.nan)
     out = {"rewards": np.asarray(r, np.float64), "h": h, "length": n}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
+    if reporting.is_writer():  # one cache file per model, written once in a multi-process run
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
     return out
 
 

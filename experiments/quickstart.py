@@ -17,6 +17,7 @@ import pathlib
 
 from absl import app, flags, logging
 
+from cat_jax import reporting
 from experiments import cli, common, evaluate, sft
 
 BRANCH_EPOCHS = 15.0
@@ -46,6 +47,8 @@ def main(argv):
     cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
     table = run(_WORKDIR.value, smoke=_SMOKE.value)
+    if not reporting.is_writer():  # process 0 prints (and alone wrote the files named below)
+        return
     print("\nCE vs CAT Pass@16 from the same warm-up (held-out problems, exact estimators):\n")
     print(table)
     out = pathlib.Path(_WORKDIR.value) / "eval"

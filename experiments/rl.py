@@ -16,10 +16,11 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl, train_lib
+from cat_jax import losses, rl, sampling, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from experiments import cli, common
@@ -64,7 +65,7 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
             apply,
             tx,
             functools.partial(llama.init_cache, phase.model_cfg),
-            rollout=rl.RolloutConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
+            rollout=sampling.SampleConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
             weights=w,
             advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
             loss=loss_cfg,
@@ -79,7 +80,8 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()
     if loss_cfg.kl_beta > 0:
-        extra["reference"] = phase.params  # the frozen warm-up policy
+        # The frozen warm-up policy, in buffers of its own: the jitted step donates the whole state.
+        extra["reference"] = jax.tree.map(jnp.copy, phase.params)
     state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed), extra=extra)
     rows = data.batches(int(config.prompts_per_step), seed=int(config.seed))
     return common.Training(state, step, lambda i: data.prompt_batch(rows(i)), num_steps)

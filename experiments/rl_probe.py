@@ -18,8 +18,6 @@ RL batch (the 32 training prompts standard RL starts on, ``configs/rl/arith.py:s
 from __future__ import annotations
 
 import pathlib
-import shlex
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -182,7 +180,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup()  # jax.distributed when asked (flags, env or a detected cluster); logs the topology
     logging.set_verbosity(logging.WARNING)
-    command = "python -m experiments.rl_probe " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = cli.command("experiments.rl_probe")
     root = pathlib.Path(_WORKDIR.value)
     seeds = [int(s) for s in _SEEDS.value.split(",") if s.strip()]
     probes = [

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from cat_jax import losses, train_lib
+from cat_jax.tasks.task_data import TaskData
 from experiments import cli, common
 
 
@@ -28,7 +29,7 @@ def objective_from_config(cfg: ml_collections.ConfigDict) -> losses.SFTObjective
     return losses.SFTObjective(strategy=cfg.strategy, n=int(cfg.n), k=int(cfg.k), reduction=cfg.reduction)
 
 
-def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: common.TaskData):
+def loss_and_examples(cfg: ml_collections.ConfigDict, apply, data: TaskData):
     """The loss of ``objective`` and ``examples(rows) -> batch`` of a batch of train rows it reads.
 
     ``strategy="plurality"`` is the exact Majority-Vote objective over the task's whole answer set (every

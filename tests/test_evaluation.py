@@ -19,7 +19,7 @@ def test_generate_chunks_and_pads():
     m = tiny_model()
     prompts = np.array([[1, 5, 6, 0], [1, 7, 0, 0], [1, 8, 9, 10]], np.int32)
     lengths = np.array([3, 2, 4], np.int32)
-    cfg = ev.SampleConfig(num_samples=4, max_new_tokens=3, chunk=2)
+    cfg = sampling.SampleConfig(num_samples=4, max_new_tokens=3, chunk=2)
     make_cache = functools.partial(llama.init_cache, m.config)
     tokens, mask = ev.generate(m.apply, m.params, make_cache, prompts, lengths, jax.random.key(0), cfg)
     assert tokens.shape == (3, 4, 3) and mask.shape == (3, 4, 3)

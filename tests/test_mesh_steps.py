@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl, sharding, train_lib
+from cat_jax import losses, rl, sampling, sharding, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.testing import tiny_model
@@ -54,7 +54,7 @@ def test_rl_step_on_mesh_equals_single_device():
         MODEL.apply,
         TX,
         functools.partial(llama.init_cache, MODEL.config),
-        rollout=rl.RolloutConfig(num_samples=4, max_new_tokens=3),
+        rollout=sampling.SampleConfig(num_samples=4, max_new_tokens=3),
         weights=wts.WeightConfig(strategy="passn", n=4, form="log"),
         advantages=adv.AdvantageConfig(),
         loss=losses.PolicyLossConfig(),

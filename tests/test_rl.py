@@ -40,7 +40,7 @@ BATCH = {
     "target_lengths": jnp.array([2, 2], jnp.int32),
     "stop_token": jnp.array([EOS, EOS], jnp.int32),
 }
-ROLLOUT = rl.RolloutConfig(num_samples=4, max_new_tokens=3, temperature=1.0)
+ROLLOUT = sampling.SampleConfig(num_samples=4, max_new_tokens=3, temperature=1.0)
 
 
 def _step(weights, *, kl=0.0, penalty=0.0, surrogate="reinforce"):
@@ -104,6 +104,5 @@ def test_rollout_config_validation():
             advantages=adv.AdvantageConfig(),
             loss=losses.PolicyLossConfig(),
         )
-    assert rl.RolloutConfig is sampling.SampleConfig
     with pytest.raises(ValueError, match="temperature"):
-        rl.RolloutConfig(temperature=0.0)
+        sampling.SampleConfig(temperature=0.0)

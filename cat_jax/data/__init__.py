@@ -14,6 +14,8 @@ from cat_jax.data.builders import (
     MathConfig,
     MathJsonl,
     ProteinConfig,
+    default_data_dir,
+    prepared_records,
 )
 from cat_jax.data.pipeline import (
     Batches,
@@ -46,9 +48,11 @@ __all__ = [
     "ProteinConfig",
     "batches",
     "cross_split_duplicates",
+    "default_data_dir",
     "encode_record",
     "length_report",
     "norm_hash",
+    "prepared_records",
     "problem_id",
     "protein_encoder",
     "read_jsonl",

@@ -10,6 +10,7 @@ stops the preparation with a ``ValueError`` naming file:line.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +339,50 @@ class MathJsonl(_JsonlBuilder):
         info = {"levels": None if c.levels is None else list(c.levels), "count": count, "offset": offset,
                 "seed": c.seed, "selected": len(idx)}  # fmt: skip
         return [rows[i] for i in idx], info
+
+
+# ----------------------------------------------------------------------------- prepare once, read back
+
+
+def default_data_dir() -> Path:
+    """``$CAT_JAX_DATA_DIR`` if set, else ``~/.cache/cat_jax/tfds`` (``$XDG_CACHE_HOME`` honoured)."""
+    if os.environ.get("CAT_JAX_DATA_DIR"):
+        return Path(os.environ["CAT_JAX_DATA_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cat_jax" / "tfds"
+
+
+_PREPARED: dict[tuple, dict[str, tuple[dict[str, Any], ...]]] = {}
+
+
+def prepared_records(
+    builder_cls: type[tfds.core.GeneratorBasedBuilder],
+    config: tfds.core.BuilderConfig,
+    data_dir: str | Path | None = None,
+) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Every record of every split of ``builder_cls(config)``, text decoded to ``str``, in record order.
+
+    Prepares the data in ``data_dir`` (default :func:`default_data_dir`) the first time (a no-op once that
+    dir holds this config and version) and reads it back with ``tfds.data_source``; cached per process by
+    (builder, config name, version, dir), so config names must encode every setting (ours do).
+    """
+    root = str(Path(data_dir or default_data_dir()).expanduser().absolute())
+    key = (builder_cls.__name__, config.name, str(builder_cls.VERSION), root)
+    if key not in _PREPARED:
+        make = lambda: builder_cls(data_dir=root, file_format="array_record", config=config)
+        builder = make()
+        try:
+            builder.download_and_prepare()
+        except OSError:
+            # Two processes preparing one config at once: TFDS renames a finished copy into place and the
+            # second rename fails; read the winner's copy.
+            builder = make()
+            if not builder.is_prepared():
+                raise
+        decode = lambda v: v.decode() if isinstance(v, bytes) else v
+        _PREPARED[key] = {
+            split: tuple(
+                {k: decode(v) for k, v in r.items()} for r in src.__getitems__(list(range(len(src))))
+            )
+            for split, src in builder.as_data_source().items()
+        }
+    return _PREPARED[key]

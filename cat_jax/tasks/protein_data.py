@@ -15,7 +15,6 @@ their rows::
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import numpy as np
 
 from cat_jax import data
 from cat_jax.tasks import protein
-from cat_jax.tasks.task_data import default_data_dir
 from cat_jax.tasks.tokenizers import layout
 
 COND_SPLITS = ("warmup", "train", "test")  # conditional_pairs' streams: SFT warm-up, RL prompts, held out
@@ -59,8 +57,8 @@ def read_corpus(
     num_sequences: int, *, seed: int = 0, max_len: int = 40, data_dir: str | Path | None = None
 ) -> list[str]:
     """``protein.pretraining_corpus(num_sequences, seed, max_len=max_len)``, prepared in ``data_dir`` once
-    (default :func:`~cat_jax.tasks.task_data.default_data_dir`) and read back."""
-    rows = _read(corpus_config(num_sequences, seed=seed, max_len=max_len), _dir(data_dir))["train"]
+    (default :func:`cat_jax.data.default_data_dir`) and read back."""
+    rows = _read(corpus_config(num_sequences, seed=seed, max_len=max_len), data_dir)["train"]
     return [r["target"] for r in rows]
 
 
@@ -68,7 +66,7 @@ def read_pairs(
     sizes: Mapping[str, int], *, seed: int = 42, data_dir: str | Path | None = None
 ) -> dict[str, list[tuple[str, str]]]:
     """``{split: protein.conditional_pairs(sizes[split], split, seed)}``, read through the builder."""
-    rows = _read(pairs_config(sizes, seed=seed), _dir(data_dir))
+    rows = _read(pairs_config(sizes, seed=seed), data_dir)
     return {s: [(r["input"], r["target"]) for r in rows[s]] for s in COND_SPLITS}
 
 
@@ -119,33 +117,10 @@ def batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int) -> 
     return data.batches(Rows(dict(arrays)), None, None, PAD, batch_size, seed=seed)
 
 
-def _dir(data_dir: str | Path | None) -> str:
-    return str(Path(data_dir or default_data_dir()).expanduser().absolute())
-
-
-def _read(config: data.ProteinConfig, data_dir: str) -> dict[str, tuple[dict[str, str], ...]]:
-    return _read_cached(config.name, config.kind, config.sizes, config.seed, config.max_len, data_dir)
-
-
-@functools.lru_cache(maxsize=16)
-def _read_cached(name, kind, sizes, seed, max_len, data_dir) -> dict[str, tuple[dict[str, str], ...]]:
-    """Text fields of every record per split, in generation order; cached, so a second read is free."""
-    config = data.ProteinConfig(name=name, kind=kind, sizes=sizes, seed=seed, max_len=max_len)
-    make = lambda: data.CatProtein(data_dir=data_dir, file_format="array_record", config=config)
-    builder = make()
-    try:
-        builder.download_and_prepare()  # a no-op once the dir holds this config and version
-    except OSError:
-        # Two processes preparing one config at once: the second rename fails; read the winner's copy.
-        builder = make()
-        if not builder.is_prepared():
-            raise
-    sources = builder.as_data_source()
-    out = {}
-    for split, _ in sizes:
-        src = sources[split]
-        rows = src.__getitems__(list(range(len(src))))
-        out[split] = tuple(
-            {k: v.decode() for k, v in r.items() if isinstance(v, bytes) and k != "prompt"} for r in rows
-        )
-    return out
+def _read(config: data.ProteinConfig, data_dir: str | Path | None) -> dict[str, tuple[dict[str, str], ...]]:
+    """Text fields of every record per split, in generation order (prepared once, cached per process)."""
+    rows = data.prepared_records(data.CatProtein, config, data_dir)
+    return {
+        split: tuple({k: v for k, v in r.items() if isinstance(v, str) and k != "prompt"} for r in recs)
+        for split, recs in rows.items()
+    }

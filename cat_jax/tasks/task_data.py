@@ -13,8 +13,6 @@ as two :class:`Split` records (``train``, ``eval``) of a :class:`TaskData`. Trai
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -255,11 +253,7 @@ class ArithmeticTask:
         return [f"{v:0{width}d}" for v in range(self.modulus)]
 
 
-def default_data_dir() -> Path:
-    """``$CAT_JAX_DATA_DIR`` if set, else ``~/.cache/cat_jax/tfds`` (``$XDG_CACHE_HOME`` honoured)."""
-    if os.environ.get("CAT_JAX_DATA_DIR"):
-        return Path(os.environ["CAT_JAX_DATA_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cat_jax" / "tfds"
+default_data_dir = data.default_data_dir  # where prepared data goes unless a config names a dir
 
 
 def load(task: ArithmeticTask, data_dir: str | Path | None = None) -> TaskData:
@@ -267,28 +261,6 @@ def load(task: ArithmeticTask, data_dir: str | Path | None = None) -> TaskData:
     read both splits back with ``tfds.data_source`` and encode them (:func:`from_records`)."""
     family = TASKS[task.name]
     encoder = data.PromptTargetEncoder(tokenizers.CharTokenizer(arithmetic.ALPHABETS[family]))
-    records = _read(task, str(Path(data_dir or default_data_dir()).expanduser().absolute()))
+    rows = data.prepared_records(data.CatArithmetic, task.builder_config(), data_dir)
+    records = {s: tuple((r["prompt"], r["answer"]) for r in rows[_BUILDER_SPLIT[s]]) for s in SPLITS}
     return from_records(records, encoder, answer_set=task.answer_set())
-
-
-@functools.lru_cache(maxsize=16)
-def _read(task: ArithmeticTask, data_dir: str) -> dict[str, tuple[tuple[str, str], ...]]:
-    """``(prompt, answer)`` records per split, in generation order; cached, so a second read is free."""
-    builder = data.CatArithmetic(data_dir=data_dir, file_format="array_record", config=task.builder_config())
-    try:
-        builder.download_and_prepare()  # a no-op once the dir holds this config and version
-    except OSError:
-        # Two processes preparing one config at once: TFDS renames a finished copy into place, the second
-        # rename fails; read the winner's copy.
-        builder = data.CatArithmetic(
-            data_dir=data_dir, file_format="array_record", config=task.builder_config()
-        )
-        if not builder.is_prepared():
-            raise
-    sources = builder.as_data_source()
-    out = {}
-    for split in SPLITS:
-        src = sources[_BUILDER_SPLIT[split]]
-        rows = src.__getitems__(list(range(len(src))))
-        out[split] = tuple((r["prompt"].decode(), r["answer"].decode()) for r in rows)
-    return out

@@ -18,13 +18,8 @@ import jax
 import numpy as np
 
 from cat_jax import numerics as nx
+from cat_jax.sharding import is_writer
 from cat_jax.train_lib.checkpoints import check_workdir
-
-
-def is_writer() -> bool:
-    """Whether this process writes logs, progress and reports: process 0 of a multi-process run (or the only
-    one). Checkpoints are not concerned: every process takes part in Orbax's saves and restores."""
-    return jax.process_index() == 0
 
 
 def to_python(v):

@@ -11,7 +11,7 @@ unconditional RL from it (``uncond``: standard vs BoN-2/4/8, reward-history quan
 on the synthetic input->target pairs (``cond_warmup``), then conditional RL (``cond``: standard vs BoN-2/4/8,
 within-prompt quantiles); evaluation of every model (``eval``: expected best-of-k, with and without
 replacement; hydrophobicity histograms). Each RL setting has one section per library dataclass, as
-configs/rl/arith.py: ``rollout`` (``cat_jax.rl.RolloutConfig``), ``weights`` (the fields of
+configs/rl/arith.py: ``rollout`` (``cat_jax.sampling.SampleConfig``), ``weights`` (the fields of
 ``cat_jax.weights.WeightConfig`` that a ``bon<N>`` branch shares), ``advantages``
 (``cat_jax.advantages.AdvantageConfig``), ``loss`` (``cat_jax.losses.PolicyLossConfig``), ``opt``
 (``cat_jax.train_lib.OptimizerConfig``, from ``configs.common.optimizer``).
@@ -51,7 +51,7 @@ def _rl(
     c.prompts_per_step = 4  # B (SPEC: 4 groups per step)
     c.steps = 50  # RL steps per run (SPEC 300)
 
-    c.rollout = ml_collections.ConfigDict()  # cat_jax.rl.RolloutConfig; also the evaluation's sampler
+    c.rollout = ml_collections.ConfigDict()  # cat_jax.sampling.SampleConfig; also the evaluation's sampler
     c.rollout.num_samples = 16  # M rollouts per prompt
     c.rollout.max_new_tokens = max_new_tokens  # longest completion (a sample without EOS is cut here)
     c.rollout.temperature = temperature  # SPEC §3.4's sampling temperature of the setting

@@ -4,7 +4,7 @@ import numpy as np
 
 from cat_jax import evaluation as ev
 from cat_jax import operators as ops
-from cat_jax import reporting
+from cat_jax import reporting, sampling
 
 from . import DOMAIN, SHAPE, STATIC, raises
 
@@ -12,10 +12,10 @@ ok3 = np.array([[True, True, False]])
 
 # fmt: off
 CASES = [
-    raises("evaluation.SampleConfig", DOMAIN, "top_p=0", lambda: ev.SampleConfig(top_p=0.0),
+    raises("sampling.SampleConfig", DOMAIN, "top_p=0", lambda: sampling.SampleConfig(top_p=0.0),
            r"top-p must be in \(0, 1\], got p=0\.0"),
     raises("evaluation.generate", SHAPE, "prompts of shape [P]",
-           lambda: ev.generate(None, None, None, np.zeros(4), np.zeros(1), None, ev.SampleConfig()),
+           lambda: ev.generate(None, None, None, np.zeros(4), np.zeros(1), None, sampling.SampleConfig()),
            r"prompts must be \[B, P\] with lengths \[B\]; got \(4,\) and \(1,\)"),
     raises("evaluation.curves", STATIC, "ks=[1, 4] with N=3 samples",
            lambda: ev.curves(ev.Scored(correct=np.ones((2, 3), bool)), [1, 4]),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl
+from cat_jax import losses, sampling
 from experiments import common
 from experiments import protein as exp
 
@@ -23,7 +23,7 @@ def test_config_sections_build_the_library_dataclasses():
         config = common.load_config(spec, {**overrides, "results_dir": "/tmp/x"})
         for setting, quantile in (("uncond", "history"), ("cond", "within_prompt")):
             cfg = config[setting]
-            assert rl.RolloutConfig(**cfg.rollout.to_dict()).num_samples == cfg.rollout.num_samples
+            assert sampling.SampleConfig(**cfg.rollout.to_dict()).num_samples == cfg.rollout.num_samples
             assert adv.AdvantageConfig(**cfg.advantages.to_dict()).clip == 5.0
             assert losses.PolicyLossConfig(**cfg.loss.to_dict()).kl_beta == cfg.loss.kl_beta
             assert common.optimizer_config(cfg.opt, total_steps=cfg.steps).weight_decay == 0.01

@@ -40,8 +40,11 @@ def test_sft_warmup_then_branch(tmp_path):
 
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_rl_smoke(tmp_path):
-    report = rl.run(common.load_config("configs/rl/arith.py:passn4_log,smoke"), str(tmp_path / "a"))
+    # With a KL term: the frozen reference must not share the (donated) parameters' buffers.
+    cfg = common.load_config("configs/rl/arith.py:passn4_log,smoke", {"loss.kl_beta": 0.1})
+    report = rl.run(cfg, str(tmp_path / "a"))
     assert report["steps"] == 2 and "weights/mean" in report["final_train_metrics"]
+    assert report["final_train_metrics"]["rl/kl"] > 0
     # PKPO with its k on a schedule: one compiled step per scheduled value, the value logged per step.
     cfg = common.load_config("configs/rl/arith.py:pkpo4,smoke", {"n_schedule": "0:2,1:4"})
     rl.run(cfg, str(tmp_path / "b"))
@@ -111,9 +114,9 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
 
     # Two branches keep the smoke short; the full study runs seven (configs/sft/arith.py phases).
     two = {"ce": "CE", "passn4": "Pass@4"}
-    spec = paper.SFT_STUDIES["sft"]
+    spec = paper_studies.SFT_STUDIES["sft"]
     reports = [(n, tuple(two), m, t) for n, _, m, t in spec.reports]
-    monkeypatch.setitem(paper.SFT_STUDIES, "sft", spec._replace(branches=two, reports=reports))
+    monkeypatch.setitem(paper_studies.SFT_STUDIES, "sft", spec._replace(branches=two, reports=reports))
     paper.run_sft(tmp_path / "w", 0, smoke=True)
     paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "python -m experiments.paper --smoke")
     for name in ("sft_passn", "sft_majority"):
@@ -139,12 +142,12 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_modchain_study_smoke_runs_exact_plurality(tmp_path, monkeypatch):
-    from experiments import paper
+    from experiments import paper, paper_studies
 
-    spec = paper.SFT_STUDIES["modchain"]
+    spec = paper_studies.SFT_STUDIES["modchain"]
     two = {"ce": "CE", "plur8": "Plurality 8"}
     reports = [(n, tuple(two), m, t) for n, _, m, t in spec.reports]
-    monkeypatch.setitem(paper.SFT_STUDIES, "modchain", spec._replace(branches=two, reports=reports))
+    monkeypatch.setitem(paper_studies.SFT_STUDIES, "modchain", spec._replace(branches=two, reports=reports))
     paper.run_sft(tmp_path / "w", 0, smoke=True, study="modchain")
     paper.report_sft(tmp_path / "w", [0], tmp_path / "r", "cmd", study="modchain", smoke=True)
     run = json.loads((tmp_path / "w" / "modchain" / "seed0" / "plur8" / "results.json").read_text())
