@@ -80,6 +80,12 @@ def _plot_curves(rows: dict, ks, ylabel: str, path: pathlib.Path, command: str) 
     reporting.plot_scaling_curves(curves, ylabel=ylabel, scale=100, path=path, command=command)
 
 
+@functools.cache
+def curve_temperatures(study: str) -> tuple[float, ...]:
+    """The temperatures of a study's exact learning curves, as its config logs them."""
+    return tuple(common.load_config(studies.SFT_STUDIES[study].config).curve_temperatures)
+
+
 def _frontier(
     root: pathlib.Path, seeds, runs: dict[str, list[dict]], names, command: str, out: pathlib.Path, big, study
 ):
@@ -89,7 +95,7 @@ def _frontier(
     branch "beats the frontier" at k when its exact pass@k exceeds every CE point whose pass@1 is at least
     the CAT model's pass@1 (matched or better single-sample accuracy).
     """
-    temps = [0.8, 1.0, 1.25, 1.5, 2.0]
+    temps = curve_temperatures(study)
     result, fig = {}, reporting.new_figure(figsize=(9.0, 3.8))
     axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
     for ax, k in zip(axes, big, strict=True):
@@ -128,7 +134,7 @@ def _frontier(
 def _temperature_sweep(root: pathlib.Path, seeds, ks, study) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Exact pass@k of the final CE model at each temperature, mean ± SE over seeds."""
     rows = {}
-    for t in (0.8, 1.0, 1.25, 1.5, 2.0):
+    for t in curve_temperatures(study):
         per_seed = [
             [_curve_log(root / study / f"seed{s}" / "ce")[-1][f"eval/T{t:g}/pass@{k}"] for k in ks]
             for s in seeds
@@ -200,7 +206,8 @@ def _controls(root, seeds, study, sub, branches, big, out, command):
         "\n",
         "## Control 2: early-stopping x temperature frontier (exact pass@k, %)\n\n",
         "Best CE point over every checkpoint (every 2 epochs of the branch) and temperature "
-        "{0.8, 1, 1.25, 1.5, 2} whose pass@1 is at least the CAT model's, against the CAT model; "
+        f"{{{', '.join(f'{t:g}' for t in curve_temperatures(study))}}} whose pass@1 is at least the CAT "
+        "model's, against the CAT model; "
         "mean over seeds (see frontier.png).\n\n",
         "| branch | CAT pass@1 | " + " | ".join(f"CAT @{k} | best CE @{k}" for k in big) + " |\n",
         "|---|---|---|---|---|---|\n",
