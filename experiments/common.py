@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import pathlib
 import time
 from collections.abc import Callable, Mapping
@@ -204,6 +205,9 @@ def run_phase(
     train_seconds = time.perf_counter() - started
     if result.preempted:
         return {"preempted": True, "step": int(result.state.step)}
+    done = pathlib.Path(workdir) / "results.json"
+    if result.resumed_from == training.num_steps and done.exists():
+        return json.loads(done.read_text())  # a finished phase: its report stands (no second evaluation)
     save_params(workdir, result.state.params)
     report = evaluate(apply, result.state.params, model_cfg, data, config.eval)
     report.update(

@@ -25,9 +25,10 @@ def test_sft_warmup_then_branch(tmp_path):
     saved = json.loads((tmp_path / "maj" / "results.json").read_text())
     assert saved["objective"]["strategy"] == "majority" and "maj@k" in saved["eval"]
     assert branch["final_train_metrics"]["sft/log_p"] != warm["final_train_metrics"]["sft/log_p"]
-    # Rerunning a finished run resumes at its last step and only re-evaluates.
+    # Rerunning a finished run resumes at its last step and returns its report as it stands.
     again = sft.run(branch_cfg, str(tmp_path / "maj"))
-    assert again["eval"] == branch["eval"]
+    assert again == json.loads(json.dumps(branch))  # nothing re-evaluated or overwritten
+    assert json.loads((tmp_path / "maj" / "results.json").read_text()) == saved
     # Side-by-side evaluation with a temperature sweep: JSON, table and plots.
     runs = f"warm={tmp_path / 'warm'},maj={tmp_path / 'maj'}"
     eval_cfg = common.load_config("configs/eval/arith.py:smoke", {"runs": runs, "temperatures": [1.0, 1.5]})
