@@ -29,6 +29,17 @@ from cat_jax import numerics as nx
 DATA_AXES = ("data", "fsdp")
 
 
+# Environment variables that ask for (JAX_*) or reveal (SLURM, Open MPI, Cloud TPU) a multi-process run.
+CLUSTER_ENV_VARS = (
+    "JAX_COORDINATOR_ADDRESS",
+    "JAX_NUM_PROCESSES",
+    "JAX_PROCESS_ID",
+    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_SIZE",
+    "TPU_WORKER_HOSTNAMES",
+)
+
+
 def is_writer() -> bool:
     """Whether this process writes logs, progress and reports: process 0 of a multi-process run (or the only
     one). Checkpoints are not concerned: every process takes part in Orbax's saves and restores."""

@@ -6,6 +6,7 @@ import functools
 from typing import NamedTuple
 
 import jax
+import numpy as np
 from flax import nnx
 
 from cat_jax.models import llama
@@ -29,3 +30,17 @@ def tiny_model(seed: int = 0, **overrides) -> TinyModel:
     graphdef, params = llama.init(config, jax.random.key(seed))
     params = jax.tree.map(lambda x: x * 8 if x.ndim == 2 else x, params)
     return TinyModel(config, graphdef, params, llama.decoder(graphdef))
+
+
+def ragged_sequences() -> tuple[np.ndarray, np.ndarray]:
+    """Four right-padded sequences of unequal lengths (pad id 0), ``tokens`` and ``labels`` ``[4, L]``: each
+    a prompt (labels -100, unsupervised) then a completion (labels = its tokens)."""
+    rows = [([3, 4], [5, 6, 7]), ([2], [9, 1]), ([8, 8, 3], [4, 2, 6, 5]), ([1, 2], [3])]
+    length = max(len(p) + len(c) for p, c in rows)
+    tokens = np.zeros((4, length), np.int32)
+    labels = np.full((4, length), -100, np.int32)
+    for i, (p, c) in enumerate(rows):
+        seq = p + c
+        tokens[i, : len(seq)] = seq
+        labels[i, len(p) : len(seq)] = c
+    return tokens, labels

@@ -8,23 +8,14 @@ import numpy as np
 import pytest
 
 from cat_jax import logprobs as lp_
+from cat_jax.testing import ragged_sequences
 
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 V = 11
 
 
-def _sequences():
-    # Four right-padded sequences of unequal lengths (pad id 0); prompt tokens unsupervised.
-    rows = [([3, 4], [5, 6, 7]), ([2], [9, 1]), ([8, 8, 3], [4, 2, 6, 5]), ([1, 2], [3])]
-    length = max(len(p) + len(c) for p, c in rows)
-    tokens = np.zeros((4, length), np.int32)
-    labels = np.full((4, length), -100, np.int32)
-    for i, (p, c) in enumerate(rows):
-        seq = p + c
-        tokens[i, : len(seq)] = seq
-        labels[i, len(p) : len(seq)] = c
-    return tokens, labels
+_sequences = ragged_sequences  # four prompt + completion rows of unequal lengths
 
 
 def test_completion_log_probs_equal_manual_causal_shift_and_mask_gradients():

@@ -9,6 +9,7 @@ import pytest
 
 from cat_jax import losses as L
 from cat_jax import objectives as obj
+from cat_jax.testing import ragged_sequences
 
 # Tests compile many tiny programs once each: XLA's cheapest backend pipeline halves compile time.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
@@ -32,17 +33,7 @@ def tiny_apply(params, tokens, positions, cache):
     return jnp.tanh(h) @ params["out"], cache
 
 
-def _sequences():
-    # Four right-padded sequences of unequal lengths (pad id 0); prompt tokens unsupervised.
-    rows = [([3, 4], [5, 6, 7]), ([2], [9, 1]), ([8, 8, 3], [4, 2, 6, 5]), ([1, 2], [3])]
-    length = max(len(p) + len(c) for p, c in rows)
-    tokens = np.zeros((4, length), np.int32)
-    labels = np.full((4, length), -100, np.int32)
-    for i, (p, c) in enumerate(rows):
-        seq = p + c
-        tokens[i, : len(seq)] = seq
-        labels[i, len(p) : len(seq)] = c
-    return tokens, labels
+_sequences = ragged_sequences  # four prompt + completion rows of unequal lengths
 
 
 # ----------------------------------------------------------------------------- SFT

@@ -6,14 +6,7 @@ import pytest
 
 from cat_jax import sharding
 
-CLUSTER_VARS = (
-    "JAX_COORDINATOR_ADDRESS",
-    "JAX_NUM_PROCESSES",
-    "JAX_PROCESS_ID",
-    "SLURM_NTASKS",
-    "OMPI_COMM_WORLD_SIZE",
-    "TPU_WORKER_HOSTNAMES",
-)
+CLUSTER_VARS = sharding.CLUSTER_ENV_VARS  # cleared where a test needs a single-process environment
 
 
 @pytest.fixture

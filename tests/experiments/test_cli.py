@@ -9,18 +9,11 @@ import sys
 
 import jax
 
+from cat_jax import sharding
 from experiments import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# What asks for (or detects) a multi-process run; cleared where a test needs a single-process environment.
-CLUSTER_VARS = (
-    "JAX_COORDINATOR_ADDRESS",
-    "JAX_NUM_PROCESSES",
-    "JAX_PROCESS_ID",
-    "SLURM_NTASKS",
-    "OMPI_COMM_WORLD_SIZE",
-    "TPU_WORKER_HOSTNAMES",
-)
+CLUSTER_VARS = sharding.CLUSTER_ENV_VARS  # cleared where a test needs a single-process environment
 
 PROGRAM = """
 import json
