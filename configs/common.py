@@ -10,9 +10,9 @@ import ml_collections
 def task() -> ml_collections.ConfigDict:
     """A synthetic arithmetic task (``experiments.common.task_data`` -> ``cat_jax.tasks.task_data.load``)."""
     c = ml_collections.ConfigDict()
-    c.name = (
-        "multiply"  # or "modular_chain"; multiply: a x b, answer = the product as 2*digits zero-padded digits
-    )
+    # multiply: a x b -> the product as 2*digits zero-padded digits; add: a + b -> the sum as digits + 1
+    # zero-padded digits; modular_chain: see steps / modulus / max_operand below.
+    c.name = "multiply"
     c.digits = 2
     c.num_train = 4000  # problems the model trains on
     c.num_eval = 500  # disjoint held-out problems for the scaling curves

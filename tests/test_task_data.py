@@ -379,3 +379,20 @@ def test_task_data_errors(data_dir):
     td = common.task_data(_cfg(data_dir, num_train=32, num_eval=4))
     with pytest.raises(ValueError, match=r"split must be one of \['train', 'eval'\], got 'test'"):
         td.split("test")
+
+
+def test_addition_task(data_dir):
+    td = common.task_data(_cfg(data_dir, name="add", digits=3, num_train=40, num_eval=10, seed=3))
+    train, held = arithmetic.split_problems(arithmetic.addition_problems(3), 40, 10, seed=3)
+    tok = CharTokenizer(arithmetic.ALPHABETS["addition"])
+    assert td.max_new_tokens == 5 and td.answer_tokens is None  # four digits + EOS; 1,999 answers
+    for i, p in enumerate(held):
+        n = td.eval.lengths[i]
+        assert tok.decode(td.eval.prompts[i, 1:n].tolist()) == p.prompt
+        a, b = map(int, p.prompt[:-1].split("+"))
+        assert tok.decode(td.eval.targets[i].tolist()) == p.answer == f"{a + b:04d}"
+    assert {p.prompt for p in train}.isdisjoint(p.prompt for p in held)
+    # The ids of multiplication with the operator changed: a checkpoint's embeddings mean the same digits.
+    assert CharTokenizer(arithmetic.ALPHABETS["multiplication"]).encode("12=") == tok.encode("12=")
+    with pytest.raises(ValueError, match="digits"):
+        arithmetic.addition_problem(5, 123, digits=3)

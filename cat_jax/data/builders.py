@@ -51,11 +51,12 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
 class CatArithmetic(tfds.core.GeneratorBasedBuilder):
     """Synthetic verifiable arithmetic (``cat_jax.tasks.arithmetic``), deterministic from the config seed."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {  # noqa: RUF012
         "1.0.0": "Multiplication and modular-chain families.",
         "1.1.0": "max_operand knob; validation report in the metadata.",
         "1.2.0": "Records in generation order (record i of a split is problem i of split_problems).",
+        "1.3.0": "Addition family (digits + digits, the sum zero-padded to digits + 1).",
     }
     BUILDER_CONFIGS = [  # noqa: RUF012
         ArithmeticConfig(name="mul2", family="multiplication", digits=2),
@@ -72,13 +73,17 @@ class CatArithmetic(tfds.core.GeneratorBasedBuilder):
         c = self.builder_config
         if c.family == "multiplication":
             pool = arithmetic.multiplication_problems(c.digits)
+        elif c.family == "addition":
+            pool = arithmetic.addition_problems(c.digits)
         elif c.family == "modular_chain":
             pool = arithmetic.sample_modular_chains(
                 c.num_train + c.num_test, steps=c.steps, modulus=c.modulus, max_operand=c.max_operand,
                 seed=c.seed,
             )  # fmt: skip
         else:
-            raise ValueError(f"family must be 'multiplication' or 'modular_chain', got {c.family!r}")
+            raise ValueError(
+                f"family must be 'multiplication', 'addition' or 'modular_chain', got {c.family!r}"
+            )
         train, test = arithmetic.split_problems(pool, c.num_train, c.num_test, seed=c.seed)
         splits = {"train": train, "test": test}
         _save_report(

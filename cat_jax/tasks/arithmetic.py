@@ -21,7 +21,11 @@ import numpy as np
 
 # Character alphabets of the families for ``tokenizers.CharTokenizer`` (ids 3.. after pad 0, bos 1, eos 2).
 # Fixed per family so token ids never move: the multiplication ids are those of every run so far.
-ALPHABETS = {"multiplication": "0123456789x=", "modular_chain": "0123456789+-*m=;"}
+ALPHABETS = {
+    "multiplication": "0123456789x=",
+    "addition": "0123456789+=",  # multiplication's ids with the operator changed
+    "modular_chain": "0123456789+-*m=;",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +58,27 @@ def multiplication_problems(digits: int = 2) -> list[Problem]:
         raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
     lo, hi = 10 ** (digits - 1), 10**digits
     return [multiplication_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
+
+
+def addition_problem(a: int, b: int, digits: int = 3) -> Problem:
+    """``a + b =`` with the sum zero-padded to ``digits + 1`` characters (issue 15's RL task family).
+
+    >>> addition_problem(512, 634).answer
+    '1146'
+    """
+    lo, hi = 10 ** (digits - 1), 10**digits
+    if not (lo <= a < hi and lo <= b < hi):
+        raise ValueError(f"a and b must have exactly digits={digits} digits ([{lo}, {hi})), got {a} and {b}")
+    ans = f"{a + b:0{digits + 1}d}"
+    return Problem(f"{a}+{b}=", ans, ans, f"add{digits}")
+
+
+def addition_problems(digits: int = 3) -> list[Problem]:
+    """All ``digits``-digit + ``digits``-digit sums in a fixed order (810,000 for three digits)."""
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
+        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
+    lo, hi = 10 ** (digits - 1), 10**digits
+    return [addition_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
 
 
 def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:

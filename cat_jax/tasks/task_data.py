@@ -193,14 +193,16 @@ def from_records(
 # ----------------------------------------------------------------------------- synthetic arithmetic
 
 
-TASKS = {"multiply": "multiplication", "modular_chain": "modular_chain"}  # task name -> builder family
+# task name -> builder family
+TASKS = {"multiply": "multiplication", "add": "addition", "modular_chain": "modular_chain"}
 
 
 @dataclasses.dataclass(frozen=True)
 class ArithmeticTask:
     """A synthetic arithmetic task (``cat_jax.tasks.arithmetic``) as the experiments configure it.
 
-    ``multiply``: ``a x b =`` -> the product as exactly 2·digits zero-padded digits. ``modular_chain``:
+    ``multiply``: ``a x b =`` -> the product as exactly 2·digits zero-padded digits. ``add``: ``a + b =``
+    -> the sum as digits + 1 zero-padded digits. ``modular_chain``:
     ``start op v ... m<modulus> =`` -> the final value, zero-padded to the modulus width (``steps``,
     ``modulus``, ``max_operand``; ``seed`` also draws the chains). ``seed`` picks the train / eval problems.
     """
@@ -221,7 +223,7 @@ class ArithmeticTask:
             raise ValueError(f"num_train and num_eval must be >= 1, got {self.num_train}, {self.num_eval}")
         pool = 81 * 100 ** (self.digits - 1)  # (9 * 10^(d-1))^2 pairs of d-digit numbers
         need = self.num_train + self.num_eval
-        if self.name == "multiply" and need > pool:
+        if self.name in ("multiply", "add") and need > pool:
             raise ValueError(
                 f"num_train + num_eval = {need} exceeds the {pool} distinct {self.digits}-digit problems"
             )
@@ -230,7 +232,7 @@ class ArithmeticTask:
         """The ``CatArithmetic`` config of this task, named after every field (one prepared dir per task)."""
         knobs = (
             f"d{self.digits}"
-            if self.name == "multiply"
+            if self.name in ("multiply", "add")
             else f"s{self.steps}m{self.modulus}o{self.max_operand}"
         )
         return data.ArithmeticConfig(
