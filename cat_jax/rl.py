@@ -28,7 +28,7 @@ import optax
 from jaxtyping import Array, Bool, Int, PyTree
 
 from cat_jax import advantages as adv
-from cat_jax import losses, sampling, train_lib
+from cat_jax import evaluation, losses, sampling, train_lib
 from cat_jax import numerics as nx
 from cat_jax import weights as wts
 
@@ -128,6 +128,19 @@ def make_rl_step(
         )
         scores = score_fn(out.tokens, out.mask, batch)
         old_logp = jnp.sum(jnp.where(out.mask, out.logp_model, 0.0), axis=-1)
+        reference_logp = None
+        if weights.probability == "exact" and weights.strategy in ("passn", "majority"):
+            if "targets" not in batch or "target_lengths" not in batch:
+                raise ValueError(
+                    "probability='exact' needs batch['targets'] and batch['target_lengths'] (each prompt's "
+                    "reference answer + stop token)"
+                )
+            reference_logp = jax.lax.stop_gradient(  # one extra forward: teacher-forced, temperature 1
+                evaluation.teacher_forced_log_p(
+                    apply, state.params, prompts, lengths, batch["targets"], batch["target_lengths"],
+                    jnp.ones((1,), jnp.float32), pad_id=pad_id,
+                )[0]
+            )  # fmt: skip
         extra = dict(state.extra or {})
         history = extra.get("history") if use_history else None
         w, w_stats = wts.cat_weights(
@@ -137,6 +150,7 @@ def make_rl_step(
             answer_ids=scores.answer_ids,
             answer_valid=scores.valid,
             history=history,
+            reference_logp=reference_logp,
         )
         shaped = transform(scores.rewards, k=transform_k)
         a, a_stats = adv.compute_advantages(shaped, config=advantages)

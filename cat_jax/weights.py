@@ -5,8 +5,12 @@ r"""CAT RL weight pipeline on ``[B, M]`` rollouts (prompt-major): rewards, old l
 1. ``standard``: ``w = 1``;
 2. ``bon``: ``w = N q^{N-1}`` with ``q`` the within-prompt or reward-history quantile (SPEC §2.3);
 3. ``passn`` / ``majority`` (binary rewards): a success probability ``p`` per completion, either
-   ``sequence`` (``clip(exp(clip(log p_old, -50, 0)), 1e-10, 1 - 1e-10)``) or ``empirical``
-   (Laplace ``(sum_j R_ij + 1) / (M + 2)`` per prompt), then the ``raw`` RL weight ``F'(p)`` or the ``log``
+   ``sequence`` (``clip(exp(clip(log p_old, -50, 0)), 1e-10, 1 - 1e-10)``), ``empirical``
+   (Laplace ``(sum_j R_ij + 1) / (M + 2)`` per prompt) or, beyond the paper, ``exact`` (the policy's
+   teacher-forced probability of the prompt's reference answer, one ``p`` per prompt with the sequence
+   clamps: on exact-match tasks the true ``p`` of SPEC's objective, where ``sequence`` takes each sampled
+   string's own probability, which is not zero-sum within a group: a wrong string gets ``w(p_wrong)``),
+   then the ``raw`` RL weight ``F'(p)`` or the ``log``
    (SFT) weight ``p F'(p) / F(p)`` of :mod:`cat_jax.objectives`; majority uses a per-prompt threshold ``k``
    from the strongest wrong answer (:func:`majority_thresholds`);
 4. optional cap ``w <- min(w, clip)``;
@@ -38,7 +42,7 @@ from cat_jax import objectives as obj
 
 STRATEGIES = ("standard", "passn", "majority", "bon")
 FORMS = ("raw", "log")
-PROBABILITIES = ("sequence", "empirical")
+PROBABILITIES = ("sequence", "empirical", "exact")
 QUANTILES = ("within_prompt", "history")
 
 # SPEC §2.5 clamps of the sequence probability: exp(-50) ~ 2e-22 is already "never sampled again", and
@@ -52,7 +56,7 @@ class WeightConfig:
     """Static settings of the RL weight pipeline (SPEC §2.5), validated on construction.
 
     ``strategy`` standard | passn | majority | bon; ``n`` the aligned test-time budget; ``form`` raw (RL
-    weight ``F'(p)``) | log (SFT weight ``p F'(p) / F(p)``); ``probability`` sequence | empirical;
+    weight ``F'(p)``) | log (SFT weight ``p F'(p) / F(p)``); ``probability`` sequence | empirical | exact;
     ``normalize`` sample-level mean normalisation; ``clip`` cap before normalising (``None``: none);
     ``quantile`` within_prompt | history (bon only).
     """
@@ -196,12 +200,14 @@ def cat_weights(
     answer_ids: Int[ArrayLike, "b m"] | None = None,
     answer_valid: Bool[ArrayLike, "b m"] | None = None,
     history: adv.RewardHistory | None = None,
+    reference_logp: Float[ArrayLike, " b"] | None = None,
 ) -> tuple[Float[Array, "b m"], dict[str, Array]]:
     r"""CAT RL weights ``[B, M]`` (detached) and stats, exactly as SPEC §2.5 (see the module docstring).
 
     ``rewards [B, M]``; ``old_logp [B, M]`` summed completion log-probs (needed by ``probability=sequence``);
     ``answer_ids``/``answer_valid [B, M]`` (majority); ``history`` (bon with ``quantile=history``; query only,
-    append after the update). Non-binary rewards with passn/majority raise when concrete and give NaN
+    append after the update); ``reference_logp [B]`` the policy's log-probability of each prompt's reference
+    answer (``probability=exact``). Non-binary rewards with passn/majority raise when concrete and give NaN
     weights under jit. Stats: ``weights/raw_mean`` (after the cap, before normalising), ``weights/mean``,
     ``/min``, ``/max``, ``/normalized``; majority adds ``weights/k_mean``, ``/k_min``, ``/k_max``.
 
@@ -240,6 +246,13 @@ def cat_weights(
             if lp.shape != r.shape:
                 raise ValueError(f"old_logp must have the rewards' shape {r.shape}, got {lp.shape}")
             p = sequence_probability(lp)
+        elif config.probability == "exact":
+            if reference_logp is None:
+                raise ValueError("reference_logp must be given with probability='exact'")
+            lp = jnp.asarray(reference_logp)
+            if lp.shape != (b,):
+                raise ValueError(f"reference_logp must have shape [B] = ({b},), got {lp.shape}")
+            p = jnp.broadcast_to(sequence_probability(lp)[:, None], r.shape)
         else:
             p = empirical_probability(r)
         if s == "passn":

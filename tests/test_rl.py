@@ -65,8 +65,10 @@ def _step(weights, *, kl=0.0, penalty=0.0, surrogate="reinforce"):
     [
         wts.WeightConfig(strategy="majority", n=4, probability="empirical", normalize=True, clip=10.0),
         wts.WeightConfig(strategy="bon", n=4, quantile="history", normalize=True),
+        # One p per prompt: the reference answer (batch targets) teacher-forced under the current policy.
+        wts.WeightConfig(strategy="passn", n=4, form="log", probability="exact"),
     ],
-    ids=["majority-raw", "bon-history"],
+    ids=["majority-raw", "bon-history", "passn-exact"],
 )
 def test_rl_step_runs_and_updates(weights):
     tx, step = _step(weights, penalty=0.5 if weights.strategy == "majority" else 0.0)

@@ -237,3 +237,16 @@ def test_bon_weight_of_complement_quantile_is_passn_weight():
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_exact_probability_is_one_p_per_prompt_from_the_reference_answer():
+    r = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    ref = jnp.log(jnp.array([0.5, 0.02]))
+    cfg = W.WeightConfig(strategy="passn", n=4, probability="exact")
+    w, _ = W.cat_weights(r, None, config=cfg, reference_logp=ref)
+    want = obj.passn_rl_weight(jnp.array([0.5, 0.02]), n=4)
+    np.testing.assert_allclose(w, jnp.broadcast_to(want[:, None], r.shape), rtol=1e-6)
+    # Zero-sum within a group: every completion of a prompt carries the same weight, right or wrong.
+    assert bool(jnp.all(w == w[:, :1]))
+    with pytest.raises(ValueError, match="reference_logp must be given"):
+        W.cat_weights(r, None, config=cfg)

@@ -63,7 +63,7 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.weights.strategy = weights["strategy"]  # standard | passn | majority | bon
     c.weights.n = weights["n"]  # aligned test-time budget N
     c.weights.form = weights.get("form", "raw")  # raw (F'(p)) | log (p F'(p) / F(p)), SPEC §1.3
-    c.weights.probability = weights.get("probability", "sequence")  # how p is estimated: sequence | empirical
+    c.weights.probability = weights.get("probability", "sequence")  # p: sequence | empirical | exact
     c.weights.normalize = weights.get("normalize", False)  # sample-level mean normalisation
     c.weights.clip = weights.get("clip")  # cap before normalising (None = off)
     c.weights.quantile = "within_prompt"  # Best-of-N rank (bon only): within_prompt | history

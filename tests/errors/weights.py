@@ -9,6 +9,7 @@ from . import DOMAIN, EMPTY, NONFINITE, SHAPE, STATIC, UNKNOWN, raises, returns
 
 binary = np.array([[1.0, 0.0], [0.0, 0.0]])
 pn = wts.WeightConfig(strategy="passn", n=4)
+exact = wts.WeightConfig(strategy="passn", n=4, probability="exact")
 
 # fmt: off
 CASES = [
@@ -29,6 +30,9 @@ CASES = [
     raises("weights.WeightConfig", STATIC, 'strategy="bon", form="log"',
            lambda: wts.WeightConfig(strategy="bon", n=4, form="log"),
            r"form must be 'raw' with strategy='bon' \(rank weight only\), got 'log'"),
+    raises("weights.cat_weights", SHAPE, "reference_logp [B, M] with probability='exact' (one p per prompt)",
+           lambda: wts.cat_weights(binary, config=exact, reference_logp=np.zeros((2, 2))),
+           r"reference_logp must have shape \[B\] = \(2,\), got \(2, 2\)"),
     raises("weights.cat_weights", SHAPE, "rewards of shape [M]",
            lambda: wts.cat_weights(np.ones(4), config=pn),
            r"rewards must have shape \[B, M\], got \(4,\)"),
