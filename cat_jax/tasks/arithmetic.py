@@ -43,21 +43,33 @@ def check(problem: Problem, answer: str | None) -> bool:
     return answer is not None and answer.strip() == problem.answer
 
 
+def _digit_range(digits) -> range:
+    """The ``digits``-digit numbers, after checking ``digits`` is an integer >= 1."""
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
+        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
+    return range(10 ** (digits - 1), 10**digits)
+
+
+def _two_operand(a: int, b: int, digits: int, op: str, value: int, width: int, family: str) -> Problem:
+    """``a <op> b =`` with ``value`` zero-padded to ``width`` characters; operands of ``digits`` digits."""
+    r = _digit_range(digits)
+    if a not in r or b not in r:
+        raise ValueError(
+            f"a and b must have exactly digits={digits} digits ([{r.start}, {r.stop})), got {a} and {b}"
+        )
+    ans = f"{value:0{width}d}"
+    return Problem(f"{a}{op}{b}=", ans, ans, family)
+
+
 def multiplication_problem(a: int, b: int, digits: int = 2) -> Problem:
     """``a x b =`` with the product zero-padded to ``2 * digits`` characters (EXPERIMENTS.md design)."""
-    lo, hi = 10 ** (digits - 1), 10**digits
-    if not (lo <= a < hi and lo <= b < hi):
-        raise ValueError(f"a and b must have exactly digits={digits} digits ([{lo}, {hi})), got {a} and {b}")
-    ans = f"{a * b:0{2 * digits}d}"
-    return Problem(f"{a}x{b}=", ans, ans, f"mul{digits}")
+    return _two_operand(a, b, digits, "x", a * b, 2 * digits, f"mul{digits}")
 
 
 def multiplication_problems(digits: int = 2) -> list[Problem]:
     """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits)."""
-    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
-        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
-    lo, hi = 10 ** (digits - 1), 10**digits
-    return [multiplication_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
+    r = _digit_range(digits)
+    return [multiplication_problem(a, b, digits) for a in r for b in r]
 
 
 def addition_problem(a: int, b: int, digits: int = 3) -> Problem:
@@ -66,19 +78,13 @@ def addition_problem(a: int, b: int, digits: int = 3) -> Problem:
     >>> addition_problem(512, 634).answer
     '1146'
     """
-    lo, hi = 10 ** (digits - 1), 10**digits
-    if not (lo <= a < hi and lo <= b < hi):
-        raise ValueError(f"a and b must have exactly digits={digits} digits ([{lo}, {hi})), got {a} and {b}")
-    ans = f"{a + b:0{digits + 1}d}"
-    return Problem(f"{a}+{b}=", ans, ans, f"add{digits}")
+    return _two_operand(a, b, digits, "+", a + b, digits + 1, f"add{digits}")
 
 
 def addition_problems(digits: int = 3) -> list[Problem]:
     """All ``digits``-digit + ``digits``-digit sums in a fixed order (810,000 for three digits)."""
-    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 1:
-        raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
-    lo, hi = 10 ** (digits - 1), 10**digits
-    return [addition_problem(a, b, digits) for a in range(lo, hi) for b in range(lo, hi)]
+    r = _digit_range(digits)
+    return [addition_problem(a, b, digits) for a in r for b in r]
 
 
 def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:
