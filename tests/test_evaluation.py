@@ -91,6 +91,7 @@ def _modular_chain_prompts():
     return tok, prompts[len(train) :], lengths[len(train) :]
 
 
+@pytest.mark.slow  # a Monte Carlo cross-check of 4,096 samples per problem: make test-slow
 def test_exact_majority_at_k_is_the_sampled_estimators_expectation():
     tok, prompts, lengths = _modular_chain_prompts()
     model_cfg = llama.LlamaConfig.tiny(
