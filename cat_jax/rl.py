@@ -90,7 +90,11 @@ def make_rl_step(
     stop_tokens: tuple[int, ...] = (),
     pad_id: int = 0,
 ):
-    """``rl_step(state, batch) -> (state, metrics)``; jit it once (``donate_argnums=0``).
+    """``rl_step(state, batch, frozen=None) -> (state, metrics)``; jit it once (``donate_argnums=0``).
+
+    ``frozen``: the untrained part of the policy (a LoRA base): ``apply`` reads ``(state.params, frozen)``
+    (:func:`cat_jax.train_lib.with_frozen`), only ``state.params`` is updated, and a KL reference in
+    ``state.extra["reference"]`` is a copy of the trained part (the frozen warm-up adapter, same base).
 
     ``rollout``: ``num_samples`` (M >= 2, compared within a group) completions per prompt and their sampling
     settings (``chunk`` is unused). ``batch``: ``prompts [B, P]`` (right-padded), ``lengths [B]`` and the
@@ -108,14 +112,15 @@ def make_rl_step(
     loss_fn = losses.make_rl_loss_fn(apply, config=loss)
     use_history = weights.strategy == "bon" and weights.quantile == "history"
 
-    def rl_step(state: train_lib.TrainState, batch: dict[str, Array]):
+    def rl_step(state: train_lib.TrainState, batch: dict[str, Array], frozen: PyTree = None):
         key = state.step_key()
+        params = train_lib.with_frozen(state.params, frozen)
         prompts, lengths = batch["prompts"], batch["lengths"]
         b, p = prompts.shape
         m = rollout.num_samples
         out = sampling.sample(
             apply,
-            state.params,
+            params,
             make_cache(b, p + rollout.max_new_tokens),
             prompts,
             lengths,
@@ -137,7 +142,7 @@ def make_rl_step(
                 )
             reference_logp = jax.lax.stop_gradient(  # one extra forward: teacher-forced, temperature 1
                 evaluation.teacher_forced_log_p(
-                    apply, state.params, prompts, lengths, batch["targets"], batch["target_lengths"],
+                    apply, params, prompts, lengths, batch["targets"], batch["target_lengths"],
                     jnp.ones((1,), jnp.float32), pad_id=pad_id,
                 )[0]
             )  # fmt: skip
@@ -165,11 +170,14 @@ def make_rl_step(
         if loss.surrogate == "clipped":
             # Old policy = the parameters that sampled (one extra forward, same layout as the loss's tokens).
             rl_batch["old_log_probs"] = jax.lax.stop_gradient(
-                sampling.sequence_log_probs(apply, state.params, tokens, tmask)
+                sampling.sequence_log_probs(apply, params, tokens, tmask)
             )
         if loss.kl_beta > 0:
-            rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, extra["reference"], tokens, tmask)
-        (value, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, rl_batch, key)
+            reference = train_lib.with_frozen(extra["reference"], frozen)
+            rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, reference, tokens, tmask)
+        (value, metrics), grads = jax.value_and_grad(
+            lambda p, b, k: loss_fn(train_lib.with_frozen(p, frozen), b, k), has_aux=True
+        )(state.params, rl_batch, key)
         if use_history:
             extra["history"] = history.append(scores.rewards)
         replace = {"extra": extra} if use_history else {}  # only the history changes in extra

@@ -28,6 +28,7 @@ from cat_jax.train_lib.state import (
     make_optimizer,
     make_schedule,
     make_train_step,
+    with_frozen,
 )
 
 __all__ = [
@@ -48,5 +49,6 @@ __all__ = [
     "read_metrics",
     "to_python",
     "train_loop",
+    "with_frozen",
     "write_probe_name",
 ]

@@ -115,19 +115,30 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
 LossFn = Callable[[PyTree, Any, Array], tuple[Array, Mapping[str, Array]]]
 
 
-def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
-    """``train_step(state, batch) -> (state, metrics)`` for ``loss_fn(params, batch, rng) -> (loss, aux)``.
+def with_frozen(params: PyTree, frozen: PyTree = None) -> PyTree:
+    """What a logits function reads: ``params``, or ``(params, frozen)`` when a frozen part exists.
 
-    Undecorated: jit it once at the boundary (``jax.jit(step, donate_argnums=0)``). When the loss or the
-    gradient is not finite the returned state equals the input state (nothing is applied) and
+    The LoRA contract (:func:`cat_jax.models.lora.decoder` takes ``(adapters, base)``): the state holds and
+    checkpoints only what is trained, the frozen base is an argument of every step, never donated or saved.
+    """
+    return params if frozen is None else (params, frozen)
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation):
+    """``train_step(state, batch, frozen=None) -> (state, metrics)`` for ``loss_fn(params, batch, rng)``.
+
+    ``loss_fn`` returns ``(loss, aux)`` and receives :func:`with_frozen` of the state's parameters, so with
+    ``frozen`` (e.g. a LoRA base) it differentiates the trained part only. Undecorated: jit it once at the
+    boundary (``jax.jit(step, donate_argnums=0)``; ``frozen`` is not donated). When the loss or the gradient
+    is not finite the returned state equals the input state (nothing is applied) and
     ``metrics["train/finite"]`` is 0, so the host loop can stop with the step number and the last good
     state intact even with donated buffers.
     """
 
-    def train_step(state: TrainState, batch):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, batch, state.step_key()
-        )
+    def train_step(state: TrainState, batch, frozen: PyTree = None):
+        (loss, metrics), grads = jax.value_and_grad(
+            lambda p, b, key: loss_fn(with_frozen(p, frozen), b, key), has_aux=True
+        )(state.params, batch, state.step_key())
         new_state, update_metrics = guarded_update(state, tx, loss, grads)
         return new_state, {**metrics, **update_metrics}
 
