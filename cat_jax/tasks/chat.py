@@ -324,7 +324,7 @@ class ChatEncoder:
 
     def __post_init__(self):
         stops = tuple(self.stop_tokens)
-        if not stops or not all(isinstance(i, int) and 0 <= i < self.vocab_size for i in stops):
+        if not stops or not all(type(i) is int and 0 <= i < self.vocab_size for i in stops):
             raise ValueError(
                 f"stop_tokens must be a non-empty tuple of ids in [0, {self.vocab_size}), got {stops}"
             )
@@ -431,12 +431,14 @@ def chat_encoder(
     template: str = "",
     eos_token_ids: Sequence[int] = (),
 ) -> ChatEncoder:
-    """:class:`ChatEncoder` of a checkpoint: :func:`template_for` ``template`` (its own when ""), with the
-    tokenizer's BOS/EOS strings where the config names none, and :func:`stop_token_ids`."""
+    """:class:`ChatEncoder` of a checkpoint: :func:`template_for` ``template`` (its own when "") and
+    :func:`stop_token_ids` (``eos_token_ids``: the model config's). A plain template takes the tokenizer's
+    BOS/EOS where ``tokenizer_config.json`` names none; a checkpoint's own template renders as transformers
+    does, where an unnamed token is undefined."""
     chat = template_for(tokenizer_config, template)
     fill = {}
     for field, i in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
-        if getattr(chat, field) is None and i is not None:
+        if template in PLAIN_TEMPLATES and getattr(chat, field) is None and i is not None:
             fill[field] = tokenizer.id_to_token(i)
     if fill:
         chat = ChatTemplate(
