@@ -291,3 +291,35 @@ def test_template_errors_name_the_template(checkpoints):
         chat.ChatEncoder(enc.tokenizer, enc.template, ())
     with pytest.raises(ValueError, match=r"eos_token '</t>' is not a token of"):
         HFTokenizer(enc.tokenizer.path, eos_token="</t>")
+
+
+def test_load_tokenizer_config_legacy_files_and_bad_fields(tmp_path):
+    path = write_checkpoint(tmp_path, ["<s>", "</s>", "<pad>"])
+    (path / "special_tokens_map.json").write_text(
+        json.dumps({"bos_token": {"content": "<s>"}, "pad_token": "<pad>"})
+    )
+    (path / "additional_chat_templates").mkdir()
+    (path / "additional_chat_templates" / "rag.jinja").write_text("R")
+    cfg = chat.load_tokenizer_config(path)
+    assert (cfg.bos_token, cfg.pad_token, cfg.chat_template, cfg.chat_templates) == (
+        "<s>",
+        "<pad>",
+        None,
+        {"rag": "R"},
+    )
+    with pytest.raises(ValueError, match=r"has named templates \['rag'\] but no 'default'"):
+        chat.template_for(cfg)
+    tok = HFTokenizer(path / "tokenizer.json", "<s>", "</s>", pad_token=cfg.pad_token)
+    assert tok.pad_id == 258 and tok.special_ids == {256, 257, 258} and tok.token_to_id("<pad>") == 258
+    (path / "additional_chat_templates" / "rag.jinja").unlink()  # else its templates win over the config's
+    bad = {
+        "{": "is not valid JSON",
+        json.dumps({"chat_template": 3}): r"field chat_template must be a string or a list",
+        json.dumps({"eos_token": 3}): r"field eos_token must be a string or \{'content': str\}, got 3",
+        json.dumps({"add_bos_token": "yes"}): r"field add_bos_token must be true, false or null",
+        json.dumps({"added_tokens_decoder": {"x": {}}}): r"field added_tokens_decoder: entry 'x'",
+    }
+    for text, match in bad.items():
+        (path / "tokenizer_config.json").write_text(text)
+        with pytest.raises(ValueError, match=r"tokenizer_config.json.*" + match):
+            chat.load_tokenizer_config(path)

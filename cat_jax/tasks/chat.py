@@ -173,10 +173,18 @@ def load_tokenizer_config(path_dir: str | Path) -> TokenizerConfig:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _raise_exception(message: str):
-    import jinja2
+def _jinja2():
+    try:
+        import jinja2
+        import jinja2.ext
+        import jinja2.sandbox
+    except ImportError as e:
+        raise ImportError("chat templates need the `jinja2` package: pip install 'cat_jax[hf]'") from e
+    return jinja2
 
-    raise jinja2.exceptions.TemplateError(message)
+
+def _raise_exception(message: str):
+    raise _jinja2().exceptions.TemplateError(message)
 
 
 def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
@@ -191,13 +199,8 @@ def _strftime_now(format: str) -> str:
 @functools.lru_cache(maxsize=32)
 def _compile(source: str):
     """A compiled template, cached by source (ChatTemplate holds only strings, so it pickles)."""
-    try:
-        import jinja2
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError as e:
-        raise ImportError("chat templates need the `jinja2` package: pip install 'cat_jax[hf]'") from e
-    env = ImmutableSandboxedEnvironment(
+    jinja2 = _jinja2()
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
@@ -224,11 +227,9 @@ class ChatTemplate:
         self._compiled()  # a syntax error is reported now, with the template's name
 
     def _compiled(self):
-        import jinja2
-
         try:
             return _compile(self.source)
-        except jinja2.TemplateSyntaxError as e:
+        except _jinja2().TemplateSyntaxError as e:
             raise ValueError(f"chat template {self.name!r} does not parse: {e} (line {e.lineno})") from None
 
     def uses(self, variable: str) -> bool:
@@ -241,8 +242,6 @@ class ChatTemplate:
         Variables: ``messages``, ``add_generation_prompt``, ``tools`` / ``documents`` (None) and the special
         tokens that are set (an unset one is undefined and renders as nothing, as in transformers).
         """
-        import jinja2
-
         tokens = {
             k: v for k, v in (("bos_token", self.bos_token), ("eos_token", self.eos_token)) if v is not None
         }
@@ -254,7 +253,7 @@ class ChatTemplate:
                 add_generation_prompt=add_generation_prompt,
                 **tokens,
             )
-        except jinja2.TemplateError as e:
+        except _jinja2().TemplateError as e:
             raise ValueError(f"chat template {self.name!r} refused the conversation: {e}") from None
 
 
