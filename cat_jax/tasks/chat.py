@@ -211,7 +211,13 @@ def _compile(source: str):
 
 @dataclasses.dataclass(frozen=True)
 class ChatTemplate:
-    """A Jinja chat template with the special-token strings it may write; ``name`` appears in errors."""
+    r"""A Jinja chat template with the special-token strings it may write; ``name`` appears in errors.
+
+    >>> t = ChatTemplate(PLAIN_TEMPLATES["plain"], bos_token="<s>", eos_token="</s>", name="plain")
+    >>> user, answer = {"role": "user", "content": "Problem:\n1+1"}, {"role": "assistant", "content": "2"}
+    >>> t.render([user], add_generation_prompt=True), t.render([user, answer], add_generation_prompt=False)
+    ('<s>Problem:\n1+1\n', '<s>Problem:\n1+1\n2</s>')
+    """
 
     source: str
     _: dataclasses.KW_ONLY
