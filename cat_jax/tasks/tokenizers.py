@@ -55,9 +55,11 @@ class HFTokenizer:
     """A local ``tokenizer.json`` via the ``tokenizers`` package (imported on use; nothing downloads).
 
     The one loader of ``tokenizer.json`` files (``cat_jax.models.convert.load`` uses it for a checkpoint's).
-    ``bos_token`` / ``eos_token``: a token string or an id (None: encoding with that token is an error);
-    pad = EOS when there is one (SPEC §3.1), else 0. ``vocab_size``: the model's, checked so that no token id
-    indexes past the embedding. ``backend`` is the ``tokenizers.Tokenizer`` itself.
+    ``bos_token`` / ``eos_token`` / ``pad_token``: a token string or an id (a string the tokenizer lacks is an
+    error; None: encoding with that token is an error); pad = the pad token, else EOS (SPEC §3.1), else 0.
+    ``vocab_size``: the tokenizer's number of ids (added tokens included), checked against the model's so that
+    no token id indexes past the embedding. ``backend`` is the ``tokenizers.Tokenizer`` itself (picklable, so
+    an encoder holding this tokenizer runs in grain workers).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class HFTokenizer:
         eos_token: str | int | None = None,
         *,
         vocab_size: int | None = None,
+        pad_token: str | int | None = None,
     ):
         try:
             from tokenizers import Tokenizer
@@ -75,37 +78,59 @@ class HFTokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer file at {path}")
+        self.path = path
         self.backend = Tokenizer.from_file(str(path))
         if vocab_size is not None and self.vocab_size > vocab_size:
             raise ValueError(
                 f"tokenizer.json has {self.vocab_size} tokens but the model's vocab_size is {vocab_size}: "
                 "token ids would index past the embedding; use the tokenizer that belongs to this checkpoint"
             )
-        self.bos_id = self._id(bos_token)
-        self.eos_id = self._id(eos_token)
+        self.bos_id = self._id(bos_token, "bos_token")
+        self.eos_id = self._id(eos_token, "eos_token")
+        pad_id = self._id(pad_token, "pad_token")
         # SPEC §3.1: pad = EOS when the tokenizer has no pad token.
-        self.pad_id = self.eos_id if self.eos_id is not None else 0
+        self.pad_id = pad_id if pad_id is not None else self.eos_id if self.eos_id is not None else 0
 
-    def _id(self, token: str | int | None) -> int | None:
+    def _id(self, token: str | int | None, name: str) -> int | None:
         if token is None or isinstance(token, int):
             return token
-        return self.backend.token_to_id(token)
+        i = self.backend.token_to_id(token)
+        if i is None:
+            raise ValueError(f"{name} {token!r} is not a token of {self.path}")
+        return i
 
     @property
     def vocab_size(self) -> int:
         """Vocabulary size including added tokens."""
         return self.backend.get_vocab_size()
 
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the added tokens marked special (those ``decode`` skips)."""
+        return frozenset(i for i, t in self.backend.get_added_tokens_decoder().items() if t.special)
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of one token string (an added token or a vocabulary entry), None if there is none."""
+        return self.backend.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        """The token string of one id, None if out of range."""
+        return self.backend.id_to_token(i)
+
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        """Ids without the tokenizer's own special tokens, optionally framed by bos/eos."""
+        """Ids of ``text`` as written, optionally framed by bos/eos.
+
+        Added tokens written in the text (``<s>``, ``<|im_end|>``) become their ids; the tokenizer's own
+        special tokens (a post-processor's BOS) are not added.
+        """
         ids = self.backend.encode(text, add_special_tokens=False).ids
         if (bos and self.bos_id is None) or (eos and self.eos_id is None):
             raise ValueError("bos/eos requested but the token was not named")
         return [self.bos_id] * bos + ids + [self.eos_id] * eos
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text with special tokens skipped."""
-        return self.backend.decode(list(ids), skip_special_tokens=True)
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Text of the ids; special tokens skipped unless ``skip_special_tokens=False``."""
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
 
 def layout(
