@@ -62,6 +62,7 @@ MODULES = (
     "rl",
     "evaluation",
     "tasks",
+    "chat",
     "data",
     "experiments",
 )
