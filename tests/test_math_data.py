@@ -245,6 +245,12 @@ def test_rl_score_fn_in_jit_equals_score(math_td):
     np.testing.assert_array_equal(out.rewards > 0, want.correct)
     np.testing.assert_array_equal(out.answer_ids, want.answer_ids)
     np.testing.assert_array_equal(out.valid, want.valid)
+    # Sharded over devices along the batch (as the experiments place RL batches): the same scores.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    rows_on = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    sharded = jax.jit(td.rl_score_fn("eval"))(*jax.device_put((tokens, mask, batch), rows_on))
+    np.testing.assert_array_equal(sharded.answer_ids, want.answer_ids)
+    np.testing.assert_array_equal(sharded.rewards > 0, want.correct)
     with pytest.raises(ValueError, match=r"reads batch\['index'\]"):
         td.rl_score_fn("eval")(tokens, mask, {k: v for k, v in batch.items() if k != "index"})
 
@@ -272,3 +278,38 @@ def test_gsm8k(data_dir):
     assert scored.correct.tolist() == [[True, False, True, False], [True, False, True, False]]
     assert scored.valid.tolist() == [[True, True, True, False], [True, True, True, False]]
     assert scored.answer_ids.tolist() == [[0, 1, 0, -1], [0, 1, 0, -1]]
+
+
+@pytest.mark.slow
+def test_rl_step_with_the_math_scorer(math_td):
+    """The scorer inside make_rl_step (Majority weights read its answer ids), on a tiny random policy."""
+    import functools
+
+    from cat_jax import advantages as adv
+    from cat_jax import losses, rl, sampling, train_lib
+    from cat_jax import weights as wts
+    from cat_jax.models import llama
+    from cat_jax.testing import tiny_model
+
+    td = math_td
+    model = tiny_model(vocab_size=td.vocab_size, hidden_size=32, intermediate_size=64, num_layers=1,
+                       num_heads=2, num_kv_heads=1)  # fmt: skip
+    tx = train_lib.make_optimizer(train_lib.OptimizerConfig(lr=1e-2))
+    step = rl.make_rl_step(
+        model.apply,
+        tx,
+        functools.partial(llama.init_cache, model.config),
+        rollout=sampling.SampleConfig(num_samples=4, max_new_tokens=6, temperature=1.0),
+        weights=wts.WeightConfig(
+            strategy="majority", n=4, probability="empirical", normalize=True, clip=10.0
+        ),
+        advantages=adv.AdvantageConfig(all_wrong_penalty=0.5),
+        loss=losses.PolicyLossConfig(),
+        score_fn=td.rl_score_fn(),
+        stop_tokens=td.stop_tokens,
+        pad_id=td.pad_id,
+    )
+    state = train_lib.TrainState.create(model.params, tx, seed=0)
+    state, metrics = jax.jit(step)(state, td.prompt_batch(td.batches(2, seed=0)(0)))
+    assert int(state.step) == 1 and bool(metrics["train/finite"])
+    assert 0.0 <= float(metrics["rollout/valid"]) <= 1.0 and float(metrics["reward/mean"]) >= 0.0

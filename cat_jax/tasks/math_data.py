@@ -349,6 +349,10 @@ class MathTaskData(TaskData):
             rewards, ids, valid = jax.pure_callback(
                 host, shapes, completions, mask, batch["index"], vmap_method="sequential"
             )
+            # A no-op that ties the results to a batch input: returned as they are, callback results carry a
+            # maximal (device 0) sharding that Shardy cannot read back once a batch is sharded over devices.
+            row = (jnp.asarray(batch["index"]) >= 0)[:, None]
+            rewards, ids, valid = jnp.where(row, rewards, 0.0), jnp.where(row, ids, -1), valid & row
             return rl.RolloutScores(rewards=rewards, answer_ids=ids, valid=valid)
 
         return score_fn
