@@ -363,20 +363,27 @@ def prepared_records(
     builder_cls: type[tfds.core.GeneratorBasedBuilder],
     config: tfds.core.BuilderConfig,
     data_dir: str | Path | None = None,
+    *,
+    manual_dir: str | Path | None = None,
 ) -> dict[str, tuple[dict[str, Any], ...]]:
     """Every record of every split of ``builder_cls(config)``, text decoded to ``str``, in record order.
 
     Prepares the data in ``data_dir`` (default :func:`default_data_dir`) the first time (a no-op once that
     dir holds this config and version) and reads it back with ``tfds.data_source``; cached per process by
-    (builder, config name, version, dir), so config names must encode every setting (ours do).
+    (builder, config name, version, dir), so config names must encode every setting (ours do, and a
+    manual-download builder's name must encode its files' content). ``manual_dir``: where a manual-download
+    builder (``MathJsonl``, ``Gsm8kJsonl``) finds its files.
     """
     root = str(Path(data_dir or default_data_dir()).expanduser().absolute())
     key = (builder_cls.__name__, config.name, str(builder_cls.VERSION), root)
     if key not in _PREPARED:
         make = lambda: builder_cls(data_dir=root, file_format="array_record", config=config)
         builder = make()
+        download = None
+        if manual_dir is not None:
+            download = tfds.download.DownloadConfig(manual_dir=str(Path(manual_dir).expanduser().absolute()))
         try:
-            builder.download_and_prepare()
+            builder.download_and_prepare(download_config=download)
         except OSError:
             # Two processes preparing one config at once: TFDS renames a finished copy into place and the
             # second rename fails; read the winner's copy.

@@ -37,7 +37,6 @@ import tensorflow_datasets as tfds
 from absl import logging
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Int
-from tensorflow_datasets.core.download import DownloadConfig
 
 from cat_jax import data, evaluation, rl
 from cat_jax import numerics as nx
@@ -178,41 +177,15 @@ class MathTask:
 
 # ----------------------------------------------------------------------------- preparation
 
-_PREPARED: dict[tuple, dict[str, tuple[dict[str, Any], ...]]] = {}
-
 
 def _prepared(task: MathTask, data_dir: str | Path | None) -> dict[str, tuple[dict[str, Any], ...]]:
-    """Every record of both builder splits, text decoded, sorted by row of the file (the SPEC id's index).
-
-    :func:`cat_jax.data.prepared_records` with the manual dir passed to TFDS (which reads it from the
-    download config, not the builder config); cached per process by (builder, config, version, dir).
-    """
-    cls, config = FAMILIES[task.family], task.builder_config()
-    root = str(Path(data_dir or data.default_data_dir()).expanduser().absolute())
-    key = (cls.__name__, config.name, str(cls.VERSION), root)
-    if key not in _PREPARED:
-        make = lambda: cls(data_dir=root, file_format="array_record", config=config)
-        builder = make()
-        manual = DownloadConfig(manual_dir=str(Path(task.manual_dir).expanduser().absolute()))
-        try:
-            builder.download_and_prepare(download_config=manual)
-        except OSError:
-            # Two processes preparing one config at once: the second rename fails; read the winner's copy.
-            builder = make()
-            if not builder.is_prepared():
-                raise
-        decode = lambda v: v.decode() if isinstance(v, bytes) else v
-        row = lambda r: int(r["id"].split(":")[1])  # split:row:hash; the builder shuffles record order
-        _PREPARED[key] = {
-            split: tuple(
-                sorted(
-                    ({k: decode(v) for k, v in r.items()} for r in src.__getitems__(list(range(len(src))))),
-                    key=row,
-                )
-            )
-            for split, src in builder.as_data_source().items()
-        }
-    return _PREPARED[key]
+    """Every record of both builder splits, text decoded, sorted by row of the file (the SPEC id's index:
+    these builders write records in hash order)."""
+    rows = data.prepared_records(
+        FAMILIES[task.family], task.builder_config(), data_dir, manual_dir=task.manual_dir
+    )
+    row = lambda r: int(r["id"].split(":")[1])  # split:row:hash
+    return {split: tuple(sorted(records, key=row)) for split, records in rows.items()}
 
 
 def select(task: MathTask, records: Sequence[Mapping[str, Any]], split: str) -> list[int]:

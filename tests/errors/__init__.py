@@ -63,6 +63,7 @@ MODULES = (
     "evaluation",
     "tasks",
     "chat",
+    "math_data",
     "data",
     "experiments",
 )
