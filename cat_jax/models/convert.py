@@ -282,7 +282,7 @@ def _gpt2_config_to_hf(config: gpt2.GPT2Config) -> dict:
         "attn_pdrop": 0.0,
         "embd_pdrop": 0.0,
         "resid_pdrop": 0.0,
-        # Explicit nulls: transformers would otherwise default both to GPT-2's 50256 (export() copies the ids).
+        # Explicit nulls: transformers would default both to GPT-2's 50256 (export() copies the real ids).
         "bos_token_id": None,
         "eos_token_id": None,
         "dtype": config.param_dtype,

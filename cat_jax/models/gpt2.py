@@ -21,8 +21,9 @@ the cache holds the parameter dtype and a token at position ``p`` is written to 
 ``[0, n_positions)``. What can be checked statically is: ``init_cache`` refuses more slots than positions (the
 sampler writes position ``p`` to slot ``p``, so every sampled position then fits), a call with more than
 ``n_positions`` tokens raises, and concrete (non-traced) positions are range-checked. Traced positions inside
-``jit`` cannot raise: an out-of-range position there reads a NaN embedding row (``mode="fill"``), so its
-logits are NaN, never silently those of a clamped position.
+``jit`` cannot raise: an out-of-range position there reads a NaN embedding row (``mode="fill"``), so the
+logits of its batch row are NaN (its key and value reach every query of the row through the masked
+attention sum), never silently those of a clamped position; other rows are unaffected.
 """
 
 from __future__ import annotations
