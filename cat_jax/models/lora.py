@@ -24,6 +24,7 @@ targets, e.g. ``dataclasses.replace(SFT_PRESET, targets=("c_attn", "attn_proj"))
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,7 @@ class LoRAConfig:
 
     rank: int = 16
     alpha: float = 32.0
-    targets: tuple[str, ...] = ("q", "v")
+    targets: Sequence[str] = ("q", "v")  # stored as a tuple (a list from a config file is accepted)
     dropout: float = 0.0
 
     def __post_init__(self):
