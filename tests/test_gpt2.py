@@ -1,5 +1,6 @@
 """GPT-2 family: logits and greedy parity with transformers' GPT2LMHeadModel, cache, positions, conversion."""
 
+import dataclasses
 import json
 import os
 
@@ -209,8 +210,8 @@ def test_positions_beyond_n_positions():
 def test_config_validation_and_generic_helpers():
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         gpt2.GPT2Config.tiny(hidden_size=30)
-    with pytest.raises(ValueError, match="compute_dtype='bfloat16' differs from param_dtype='float32'"):
-        gpt2.GPT2Config.tiny(compute_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"compute_dtype must be one of \(None, 'float32', 'bfloat16'\)"):
+        gpt2.GPT2Config.tiny(compute_dtype="float16")
     with pytest.raises(ValueError, match=r"GPT2Config\.num_layers must be a positive int"):
         gpt2.GPT2Config.tiny(num_layers=0)
     config = gpt2.GPT2Config.tiny()
@@ -222,3 +223,21 @@ def test_config_validation_and_generic_helpers():
     assert len(cache) == 4 and cache[0]["k"].shape == (3, 4, 10, 32)
     with pytest.raises(ValueError, match="unknown model preset"):
         models_lib.preset("gpt3")
+
+
+def test_compute_dtype():
+    """bfloat16 matmuls over float32 parameters where llama.Linear supports them, else a clear error."""
+    config = gpt2.GPT2Config.tiny(vocab_size=VOCAB, hidden_size=32, num_layers=2, max_position_embeddings=16)
+    if not gpt2._LINEAR_COMPUTE_DTYPE:
+        with pytest.raises(ValueError, match="compute_dtype='bfloat16' differs from param_dtype='float32'"):
+            dataclasses.replace(config, compute_dtype="bfloat16")
+        return
+    bf = dataclasses.replace(config, compute_dtype="bfloat16")
+    graphdef, params = gpt2.init(config, jax.random.key(0))
+    graphdef_bf, params_bf = gpt2.init(bf, jax.random.key(0))
+    jax.tree.map(np.testing.assert_array_equal, params_bf, params)  # float32 master weights either way
+    assert gpt2.init_cache(bf, 1, 4)[0]["k"].dtype == jnp.bfloat16
+    tokens, pos = jnp.arange(10)[None], jnp.arange(10)[None]
+    ref, _ = gpt2.decoder(graphdef)(params, tokens, pos)
+    out, _ = gpt2.decoder(graphdef_bf)(params, tokens, pos)
+    assert out.dtype == jnp.float32 and 0 < float(jnp.abs(out - ref).max()) < 0.05

@@ -13,9 +13,10 @@ unchanged::
     cache = init_cache(config, batch=4, size=64)  # tuple of {"k", "v"} [batch, heads, size, head_dim]
     logits, cache = apply(params, tokens, positions, cache)   # [b, t, vocab] float32
 
-Compute policy and cache layout are llama's: projections are :class:`llama.Linear` (matmul inputs in the
-parameter dtype, float32 accumulation), the residual stream, LayerNorm, attention and logits are float32,
-the cache holds the parameter dtype and a token at position ``p`` is written to slot ``p``.
+Compute policy and cache layout are llama's: projections are :class:`llama.Linear` (matmul inputs in
+``compute_dtype``, default the parameter dtype, float32 accumulation), the residual stream, LayerNorm,
+attention and logits are float32, the cache holds the compute dtype and a token at position ``p`` is written
+to slot ``p``.
 
 **Positions.** ``wpe`` has ``max_position_embeddings`` (HF ``n_positions``) rows, so positions must lie in
 ``[0, n_positions)``. What can be checked statically is: ``init_cache`` refuses more slots than positions (the
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 
 import jax
@@ -44,6 +46,10 @@ from cat_jax.models.llama import DTYPES, Cache, Decoder, Linear
 
 # compute_dtype values GPT2Config accepts (None: the parameter dtype).
 COMPUTE_DTYPES = (None, "float32", "bfloat16")
+# Whether llama.Linear takes a separate matmul input dtype (issue 14's compute-dtype policy, written in
+# parallel with this module): then GPT2Config.compute_dtype is passed on to every projection; before it,
+# only compute_dtype in (None, param_dtype) is accepted. Drop the test once both are merged.
+_LINEAR_COMPUTE_DTYPE = "compute_dtype" in inspect.signature(Linear.__init__).parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +57,9 @@ class GPT2Config:
     """Static hyper-parameters of a GPT-2-family decoder; validated on construction.
 
     ``intermediate_size`` None means ``4 * hidden_size`` (HF ``n_inner: null``) and is resolved here, so two
-    configs of the same model compare equal. ``compute_dtype`` is the matmul input dtype of the compute-dtype
-    policy (None: the parameter dtype); only None or ``param_dtype`` itself is implemented for now.
+    configs of the same model compare equal. ``compute_dtype`` is the matmul input and KV cache dtype of
+    llama's compute-dtype policy (None: the parameter dtype); a dtype other than ``param_dtype`` needs a
+    ``llama.Linear`` that takes ``compute_dtype``.
     """
 
     vocab_size: int
@@ -85,9 +92,7 @@ class GPT2Config:
             raise ValueError(f"param_dtype must be one of {sorted(DTYPES)}, got {self.param_dtype!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
-        if self.compute_dtype not in (None, self.param_dtype):
-            # llama.Linear casts matmul inputs to the parameter dtype; a separate compute dtype arrives with
-            # the compute-dtype policy of issue 14 item 1 (then passed on to every llama.Linear here).
+        if self.compute_dtype not in (None, self.param_dtype) and not _LINEAR_COMPUTE_DTYPE:
             raise ValueError(
                 f"compute_dtype={self.compute_dtype!r} differs from param_dtype={self.param_dtype!r}; GPT-2 "
                 "computes in the parameter dtype for now (use compute_dtype=None)"
@@ -105,7 +110,13 @@ class GPT2Config:
 
     @property
     def dtype(self):
+        """Storage dtype of the parameters."""
         return DTYPES[self.param_dtype]
+
+    @property
+    def matmul_dtype(self):
+        """Dtype of matmul inputs and of the KV cache: ``compute_dtype``, else the parameter dtype."""
+        return DTYPES[self.compute_dtype or self.param_dtype]
 
     def num_params(self) -> int:
         """Parameter count (the LM head is tied to ``wte`` and counted once)."""
@@ -159,6 +170,8 @@ class LayerNorm(nnx.Module):
 
 def _linear(config: GPT2Config, din: int, dout: int, rngs: nnx.Rngs) -> Linear:
     # HF Conv1D stores [in, out] with a bias: exactly llama.Linear's kernel layout.
+    if _LINEAR_COMPUTE_DTYPE:
+        return Linear(din, dout, bias=True, dtype=config.dtype, rngs=rngs, compute_dtype=config.compute_dtype)
     return Linear(din, dout, bias=True, dtype=config.dtype, rngs=rngs)
 
 
@@ -175,8 +188,8 @@ class Attention(nnx.Module):
         h, hd = c.num_heads, c.dim_head
         q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)  # HF order: query | key | value
         q = q.reshape(b, t, h, hd)
-        k = k.reshape(b, t, h, hd).astype(c.dtype)
-        v = v.reshape(b, t, h, hd).astype(c.dtype)
+        k = k.reshape(b, t, h, hd).astype(c.matmul_dtype)
+        v = v.reshape(b, t, h, hd).astype(c.matmul_dtype)
         if layer_cache is None:
             keys, values, key_pos = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), positions
         else:
@@ -254,8 +267,9 @@ class GPT2(nnx.Module):
             x, layer_cache = layer(x, positions, None if cache is None else cache[i])
             new_cache.append(layer_cache)
         x = self.ln_f(x)
+        dt = self.config.matmul_dtype
         logits = jnp.einsum(
-            "btd,vd->btv", x.astype(self.config.dtype), self.wte[...], preferred_element_type=jnp.float32
+            "btd,vd->btv", x.astype(dt), self.wte[...].astype(dt), preferred_element_type=jnp.float32
         )
         return logits, (None if cache is None else tuple(new_cache))
 
@@ -286,7 +300,7 @@ def init_cache(config: GPT2Config, batch: int, size: int) -> Cache:
         )
     shape = (batch, config.num_heads, size, config.dim_head)
     return tuple(
-        {"k": jnp.zeros(shape, config.dtype), "v": jnp.zeros(shape, config.dtype)}
+        {"k": jnp.zeros(shape, config.matmul_dtype), "v": jnp.zeros(shape, config.matmul_dtype)}
         for _ in range(config.num_layers)
     )
 
