@@ -190,6 +190,8 @@ def test_merged_export_loads_in_transformers_with_the_adapter_logits(family, set
         config, _, params, lgraph, adapters = gpt2_setup
     tokens = jax.random.randint(jax.random.key(5), (1, 10), 0, config.vocab_size)
     adapted, _ = jax.jit(lora.decoder(lgraph))((adapters, params), tokens, jnp.arange(10)[None])
+    with pytest.raises(ValueError, match="params hold LoRA adapters"):
+        convert.export(str(tmp_path), config, (adapters, params))
     _, merged = lora.merge(lgraph, adapters, params)
     convert.export(str(tmp_path), config, merged)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()

@@ -17,6 +17,7 @@ leading ``transformer.`` (absent from checkpoints saved from ``GPT2Model``) is o
 
 :func:`save` writes a directory that :func:`load` and ``transformers`` read; :func:`export` also copies the
 tokenizer files from a source checkpoint (the target of ``experiments.export``).
+
 Tensors are read with the ``safetensors`` numpy API; bfloat16 tensors, which that API cannot represent, are
 read and written through the same file format with ``ml_dtypes.bfloat16`` numpy arrays.
 """
@@ -489,11 +490,22 @@ def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
     return Checkpoint(config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer)
 
 
+def _has_adapters(tree) -> bool:
+    if not isinstance(tree, dict):
+        return False
+    return any((k == "lora" and v is not None) or _has_adapters(v) for k, v in tree.items())
+
+
 def save(path: str, config: Config, params: nnx.State, *, max_shard_bytes: int | None = None) -> None:
     """Write ``config.json`` and safetensors (sharded with an index when larger than ``max_shard_bytes``).
 
-    ``params`` is a plain model's state (merge LoRA adapters first with ``lora.merge``)."""
+    ``params`` is a plain model's state: LoRA adapters (an ``(adapters, base)`` tuple, or a state holding
+    ``lora`` entries) are refused rather than silently dropped; fold them in first with ``lora.merge``."""
     _module(config)
+    if isinstance(params, tuple) or _has_adapters(nnx.to_pure_dict(params)):
+        raise ValueError(
+            "params hold LoRA adapters, which save() would drop; fold them in with lora.merge first"
+        )
     os.makedirs(path, exist_ok=True)
     pure = jax.device_get(nnx.to_pure_dict(params))
     tensors = {}
