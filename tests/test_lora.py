@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from cat_jax import sampling
 from cat_jax.models import convert, gpt2, llama, lora
@@ -190,8 +191,9 @@ def test_merged_export_loads_in_transformers_with_the_adapter_logits(family, set
         config, _, params, lgraph, adapters = gpt2_setup
     tokens = jax.random.randint(jax.random.key(5), (1, 10), 0, config.vocab_size)
     adapted, _ = jax.jit(lora.decoder(lgraph))((adapters, params), tokens, jnp.arange(10)[None])
+    with_adapters = nnx.split(nnx.merge(lgraph, adapters, params))[1]  # one state, adapters inside
     with pytest.raises(ValueError, match="params hold LoRA adapters"):
-        convert.export(str(tmp_path), config, (adapters, params))
+        convert.export(str(tmp_path), config, with_adapters)
     _, merged = lora.merge(lgraph, adapters, params)
     convert.export(str(tmp_path), config, merged)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
