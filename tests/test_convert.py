@@ -147,7 +147,7 @@ def _write_config(path, **changes):
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"architectures": ["GPT2LMHeadModel"]}, "unknown architecture"),
+        ({"architectures": ["FalconForCausalLM"]}, "unknown architecture"),
         ({"hidden_act": "gelu"}, "hidden_act"),
         ({"sliding_window": 4096}, "sliding_window"),
         ({"attention_bias": True}, "attention_bias"),
@@ -189,3 +189,54 @@ def test_missing_weights_raise(tmp_path):
         json.dump(hf, f)
     with pytest.raises(ValueError, match="missing tensors"):
         convert.load(str(tmp_path))
+
+
+def _write_tokenizer(path, n):
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {f"w{i}": i for i in range(n)}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    os.makedirs(path, exist_ok=True)
+    tok.save(os.path.join(path, "tokenizer.json"))
+
+
+def test_export_copies_tokenizer_files_and_token_ids(tmp_path):
+    m = tiny_model(num_layers=2)
+    source = tmp_path / "source"
+    convert.save(str(source), m.config, m.params)
+    _write_tokenizer(str(source), 200)
+    files = {"tokenizer_config.json": {"chat_template": "{{ messages }}", "eos_token": "w2"}}
+    files |= {
+        "special_tokens_map.json": {"eos_token": "w2"},
+        "generation_config.json": {"eos_token_id": [2, 3]},
+    }
+    for name, content in files.items():
+        with open(source / name, "w") as f:
+            json.dump(content, f)
+    with open(source / "config.json") as f:
+        hf = json.load(f)
+    with open(source / "config.json", "w") as f:
+        json.dump(hf | {"bos_token_id": 1, "eos_token_id": 2}, f)
+
+    out = str(tmp_path / "export")
+    convert.export(out, m.config, m.params, tokenizer_from=str(source))
+    for name in ("tokenizer.json", *files):
+        with open(source / name) as a, open(os.path.join(out, name)) as b:
+            assert a.read() == b.read()
+    back = convert.load(out)
+    assert back.eos_token_ids == (2, 3) and back.tokenizer.encode("w5", bos=True) == [1, 5]
+    jax.tree.map(np.testing.assert_array_equal, back.params, m.params)
+
+    with pytest.raises(ValueError, match="is not empty; pass overwrite=True"):
+        convert.export(out, m.config, m.params)
+    convert.save(out, m.config, m.params, max_shard_bytes=200_000)  # stale shards, then overwrite
+    convert.export(out, m.config, m.params, overwrite=True)
+    assert not os.path.exists(os.path.join(out, "model.safetensors.index.json"))
+    jax.tree.map(np.testing.assert_array_equal, convert.load(out).params, m.params)
+
+    _write_tokenizer(str(tmp_path / "big"), 300)
+    with pytest.raises(ValueError, match="vocab_size is 256"):
+        convert.export(str(tmp_path / "x"), m.config, m.params, tokenizer_from=str(tmp_path / "big"))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(ValueError, match="has none of the tokenizer files"):
+        convert.export(str(tmp_path / "y"), m.config, m.params, tokenizer_from=str(tmp_path / "empty"))

@@ -3,11 +3,21 @@
 A directory holds ``config.json`` and either ``model.safetensors`` or shards listed in
 ``model.safetensors.index.json``; ``tokenizer.json``, when present, is loaded as a
 ``cat_jax.tasks.tokenizers.HFTokenizer``. Supported architectures: ``LlamaForCausalLM`` (Llama 2/3, with
-Llama 3 RoPE scaling), ``MistralForCausalLM`` (no sliding window) and ``Qwen2ForCausalLM`` (q/k/v bias, no
-sliding window). A config field cat_jax does not implement, or implements only with another value, raises
-``ValueError``; nothing is ignored silently except the metadata listed in ``METADATA_FIELDS``.
+Llama 3 RoPE scaling), ``MistralForCausalLM`` (no sliding window), ``Qwen2ForCausalLM`` (q/k/v bias, no
+sliding window) -> :class:`~cat_jax.models.llama.LlamaConfig`, and ``GPT2LMHeadModel`` (GPT-2, ProtGPT2)
+-> :class:`~cat_jax.models.gpt2.GPT2Config`. A config field cat_jax does not implement, or implements only
+with another value, raises ``ValueError``; nothing is ignored silently except the metadata listed in
+``METADATA_FIELDS`` (and, for GPT-2, ``GPT2_IGNORED_FIELDS``: dropout rates of the original training run and
+the sequence-summary head of ``GPT2DoubleHeadsModel``; cat_jax trains without dropout).
 
-HF stores linear weights ``[out, in]``; cat_jax kernels are ``[in, out]`` (transposed on load and save).
+Llama-family linear weights are stored ``[out, in]`` by HF; cat_jax kernels are ``[in, out]`` (transposed on
+load and save). GPT-2's ``Conv1D`` weights are already ``[in, out]`` (no transpose); its tied ``lm_head`` and
+the ``attn.bias`` / ``attn.masked_bias`` mask buffers of older checkpoints are skipped on load, and a
+leading ``transformer.`` (absent from checkpoints saved from ``GPT2Model``) is optional.
+
+:func:`save` writes a directory that :func:`load` and ``transformers`` read; :func:`export` also copies the
+tokenizer files from a source checkpoint (the target of ``experiments.export``).
+
 Tensors are read with the ``safetensors`` numpy API; bfloat16 tensors, which that API cannot represent, are
 read and written through the same file format with ``ml_dtypes.bfloat16`` numpy arrays.
 """
@@ -18,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 from typing import Any, NamedTuple
 
 import jax
@@ -26,10 +37,15 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from cat_jax.models import llama
+from cat_jax.models import gpt2, llama
 from cat_jax.tasks.tokenizers import HFTokenizer
 
-ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+    "GPT2LMHeadModel": "gpt2",
+}
 # Describe the checkpoint or the HF runtime; they do not change the forward pass.
 METADATA_FIELDS = frozenset(
     {
@@ -87,11 +103,62 @@ USED_FIELDS = frozenset(
         "max_window_layers",
     }
 )
+# GPT-2 (GPT2LMHeadModel): fields read, fields whose only supported values are listed, and fields that do not
+# change the inference forward pass (dropout rates of the original run: cat_jax has no dropout; the
+# sequence-summary head belongs to GPT2DoubleHeadsModel, not to the LM).
+GPT2_USED_FIELDS = frozenset(
+    {"vocab_size", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "n_ctx", "layer_norm_epsilon"}
+)
+GPT2_REQUIRED_VALUES = {
+    "activation_function": ("gelu_new", "gelu_pytorch_tanh"),  # both the tanh approximation of GELU
+    "scale_attn_weights": (True,),
+    "scale_attn_by_inverse_layer_idx": (False,),
+    "reorder_and_upcast_attn": (False,),
+    "add_cross_attention": (False,),
+    "tie_word_embeddings": (True,),
+}
+GPT2_IGNORED_FIELDS = frozenset(
+    {
+        "attn_pdrop",
+        "embd_pdrop",
+        "resid_pdrop",
+        "summary_type",
+        "summary_use_proj",
+        "summary_activation",
+        "summary_proj_to_labels",
+        "summary_first_dropout",
+        "task_specific_params",
+        "gradient_checkpointing",
+    }
+)
+# Files export() copies from a source checkpoint when present (tokenizer, chat template, stop tokens).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
 SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "F64": np.float64}
 
 
+Config = llama.LlamaConfig | gpt2.GPT2Config
+
+
+def _module(config: Config):
+    """The model module (``llama`` or ``gpt2``) of a config."""
+    if isinstance(config, gpt2.GPT2Config):
+        return gpt2
+    if isinstance(config, llama.LlamaConfig):
+        return llama
+    raise ValueError(f"config must be a LlamaConfig or a GPT2Config, got {type(config).__name__}")
+
+
 class Checkpoint(NamedTuple):
-    config: llama.LlamaConfig
+    config: Config  # LlamaConfig or GPT2Config
     graphdef: nnx.GraphDef
     params: nnx.State
     apply: llama.Decoder
@@ -113,14 +180,50 @@ def _rope(hf: dict) -> tuple[float, tuple | None]:
     )
 
 
-def config_from_hf(hf: dict, *, param_dtype: str = "float32") -> llama.LlamaConfig:
-    """A :class:`LlamaConfig` from a parsed ``config.json``; unsupported fields raise ``ValueError``."""
+def _gpt2_config_from_hf(hf: dict, param_dtype: str) -> gpt2.GPT2Config:
+    for name, value in hf.items():
+        if name in METADATA_FIELDS or name in GPT2_USED_FIELDS or name in GPT2_IGNORED_FIELDS:
+            continue
+        if name in GPT2_REQUIRED_VALUES:
+            if value not in GPT2_REQUIRED_VALUES[name]:
+                raise ValueError(
+                    f"config.json field {name}={value!r} is not supported by cat_jax's GPT-2 (allowed: "
+                    f"{GPT2_REQUIRED_VALUES[name]}); use a checkpoint without it"
+                )
+            continue
+        raise ValueError(
+            f"unsupported config.json field {name}={value!r} for GPT2LMHeadModel; cat_jax would ignore it, "
+            "so it refuses"
+        )
+    missing = [k for k in ("vocab_size", "n_embd", "n_layer", "n_head") if k not in hf]
+    if missing:
+        raise ValueError(f"config.json of a GPT2LMHeadModel lacks the field(s) {missing}")
+    positions = hf.get("n_positions", 1024)
+    if hf.get("n_ctx", positions) != positions:
+        raise ValueError(f"config.json has n_ctx={hf['n_ctx']} != n_positions={positions}; cat_jax needs one")
+    return gpt2.GPT2Config(
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["n_embd"],
+        num_layers=hf["n_layer"],
+        num_heads=hf["n_head"],
+        intermediate_size=hf.get("n_inner"),
+        max_position_embeddings=positions,
+        layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        param_dtype=param_dtype,
+    )
+
+
+def config_from_hf(hf: dict, *, param_dtype: str = "float32") -> Config:
+    """A :class:`LlamaConfig` or :class:`GPT2Config` from a parsed ``config.json`` (by its
+    ``architectures``); unsupported fields raise ``ValueError``."""
     archs = hf.get("architectures") or []
     if len(archs) != 1 or archs[0] not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {archs!r}; cat_jax converts exactly one of {sorted(ARCHITECTURES)}"
         )
     kind = ARCHITECTURES[archs[0]]
+    if kind == "gpt2":
+        return _gpt2_config_from_hf(hf, param_dtype)
     for name, value in hf.items():
         if name in METADATA_FIELDS or name in USED_FIELDS:
             continue
@@ -163,8 +266,34 @@ def config_from_hf(hf: dict, *, param_dtype: str = "float32") -> llama.LlamaConf
     )
 
 
-def config_to_hf(config: llama.LlamaConfig) -> dict:
-    """``config.json`` contents for a config (Qwen2 when it has q/k/v bias, else Llama)."""
+def _gpt2_config_to_hf(config: gpt2.GPT2Config) -> dict:
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_embd": config.hidden_size,
+        "n_layer": config.num_layers,
+        "n_head": config.num_heads,
+        "n_inner": config.intermediate_size,
+        "n_positions": config.max_position_embeddings,
+        "layer_norm_epsilon": config.layer_norm_eps,
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": True,
+        # cat_jax trained without dropout; transformers would otherwise default every rate to 0.1.
+        "attn_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "resid_pdrop": 0.0,
+        # Explicit nulls: transformers would default both to GPT-2's 50256 (export() copies the real ids).
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "dtype": config.param_dtype,
+    }
+
+
+def config_to_hf(config: Config) -> dict:
+    """``config.json`` contents for a config (GPT-2; Qwen2 when it has q/k/v bias; else Llama)."""
+    if _module(config) is gpt2:
+        return _gpt2_config_to_hf(config)
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
     if config.rope_scaling is not None:
         f, lo, hi, old = config.rope_scaling
@@ -190,8 +319,28 @@ def config_to_hf(config: llama.LlamaConfig) -> dict:
     }
 
 
-def _hf_names(config: llama.LlamaConfig) -> dict[str, tuple[tuple, bool]]:
+def _gpt2_names(config: gpt2.GPT2Config) -> dict[str, tuple[tuple, bool]]:
+    names: dict[str, tuple[tuple, bool]] = {
+        "transformer.wte.weight": (("wte",), False),
+        "transformer.wpe.weight": (("wpe",), False),
+        "transformer.ln_f.weight": (("ln_f", "scale"), False),
+        "transformer.ln_f.bias": (("ln_f", "bias"), False),
+    }
+    for i in range(config.num_layers):
+        pre = f"transformer.h.{i}."
+        for norm in ("ln_1", "ln_2"):
+            names[f"{pre}{norm}.weight"] = (("h", i, norm, "scale"), False)
+            names[f"{pre}{norm}.bias"] = (("h", i, norm, "bias"), False)
+        for block, proj in (("attn", "c_attn"), ("attn", "c_proj"), ("mlp", "c_fc"), ("mlp", "c_proj")):
+            for hf, ours in (("weight", "kernel"), ("bias", "bias")):
+                names[f"{pre}{block}.{proj}.{hf}"] = (("h", i, block, proj, ours), False)  # Conv1D: [in, out]
+    return names
+
+
+def _hf_names(config: Config) -> dict[str, tuple[tuple, bool]]:
     """HF tensor name -> (path in the cat_jax pure dict, transpose)."""
+    if isinstance(config, gpt2.GPT2Config):
+        return _gpt2_names(config)
     names: dict[str, tuple[tuple, bool]] = {"model.embed_tokens.weight": (("embed",), False)}
     names["model.norm.weight"] = (("norm", "scale"), False)
     if not config.tie_embeddings:
@@ -295,11 +444,13 @@ def _eos_ids(path: str, hf: dict) -> tuple[int, ...]:
 
 
 def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
-    """A local HF directory -> config, params in ``param_dtype``, logits function, EOS ids, tokenizer."""
+    """A local HF directory -> config (:class:`LlamaConfig` or :class:`GPT2Config`, by ``architectures``),
+    params in ``param_dtype``, logits function, EOS ids, tokenizer."""
     with open(os.path.join(path, "config.json")) as f:
         hf = json.load(f)
     config = config_from_hf(hf, param_dtype=param_dtype)
-    graphdef, state = llama.abstract(config)
+    is_gpt2 = isinstance(config, gpt2.GPT2Config)
+    graphdef, state = _module(config).abstract(config)
     pure = nnx.to_pure_dict(state)
     names = _hf_names(config)
     seen = set()
@@ -307,8 +458,13 @@ def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
         for name, tensor in _read_safetensors(file).items():
             if re.fullmatch(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", name):
                 continue  # old checkpoints store the RoPE table; it is recomputed from the config
-            if name == "lm_head.weight" and config.tie_embeddings:
+            if name == "lm_head.weight" and (is_gpt2 or config.tie_embeddings):
                 continue  # tied: the same tensor as the embedding
+            if is_gpt2:
+                if re.fullmatch(r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias", name):
+                    continue  # older GPT-2 checkpoints store the causal mask buffers
+                if not name.startswith("transformer."):
+                    name = "transformer." + name  # saved from GPT2Model (the official gpt2 files)
             if name not in names:
                 raise ValueError(
                     f"unexpected tensor {name!r} in {file}; not part of a {hf['architectures'][0]}"
@@ -334,10 +490,22 @@ def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
     return Checkpoint(config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer)
 
 
-def save(
-    path: str, config: llama.LlamaConfig, params: nnx.State, *, max_shard_bytes: int | None = None
-) -> None:
-    """Write ``config.json`` and safetensors (sharded with an index when larger than ``max_shard_bytes``)."""
+def _has_adapters(tree) -> bool:
+    if not isinstance(tree, dict):
+        return False
+    return any((k == "lora" and v is not None) or _has_adapters(v) for k, v in tree.items())
+
+
+def save(path: str, config: Config, params: nnx.State, *, max_shard_bytes: int | None = None) -> None:
+    """Write ``config.json`` and safetensors (sharded with an index when larger than ``max_shard_bytes``).
+
+    ``params`` is a plain model's state: LoRA adapters (an ``(adapters, base)`` tuple, or a state holding
+    ``lora`` entries) are refused rather than silently dropped; fold them in first with ``lora.merge``."""
+    _module(config)
+    if isinstance(params, tuple) or _has_adapters(nnx.to_pure_dict(params)):
+        raise ValueError(
+            "params hold LoRA adapters, which save() would drop; fold them in with lora.merge first"
+        )
     os.makedirs(path, exist_ok=True)
     pure = jax.device_get(nnx.to_pure_dict(params))
     tensors = {}
@@ -365,3 +533,55 @@ def save(
         weight_map.update(dict.fromkeys(shard, file))
     with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+
+
+def export(
+    path: str,
+    config: Config,
+    params: nnx.State,
+    *,
+    tokenizer_from: str | None = None,
+    overwrite: bool = False,
+    max_shard_bytes: int | None = None,
+) -> None:
+    """A Hugging Face directory that ``transformers`` (and :func:`load`) read: :func:`save`, plus the
+    tokenizer, chat template and generation settings of ``tokenizer_from`` (the checkpoint trained from).
+
+    Copies whichever of :data:`TOKENIZER_FILES` ``tokenizer_from`` has (at least one is required) and its
+    ``config.json``'s ``bos/eos/pad_token_id``, so the export stops and frames prompts as the source did; a
+    ``tokenizer.json`` with ids past ``config.vocab_size`` is refused. ``params`` is a plain model's state:
+    fold LoRA adapters in first with ``lora.merge``. A non-empty ``path`` is refused unless ``overwrite``
+    (which replaces only the files written here).
+    """
+    _module(config)
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise ValueError(f"export target {path} is not empty; pass overwrite=True or choose a new directory")
+    copies, ids = [], {}
+    if tokenizer_from is not None:
+        if not os.path.isdir(tokenizer_from):
+            raise ValueError(f"tokenizer_from={tokenizer_from!r} is not a directory")
+        copies = [f for f in TOKENIZER_FILES if os.path.exists(os.path.join(tokenizer_from, f))]
+        if not copies:
+            raise ValueError(
+                f"tokenizer_from={tokenizer_from!r} has none of the tokenizer files {TOKENIZER_FILES}"
+            )
+        load_tokenizer(tokenizer_from, config.vocab_size)  # the tokenizer must fit this model's embedding
+        source = os.path.join(tokenizer_from, "config.json")
+        if os.path.exists(source):
+            with open(source) as f:
+                src = json.load(f)
+            ids = {
+                k: src[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if src.get(k) is not None
+            }
+    if overwrite and os.path.isdir(path):
+        for name in os.listdir(path):  # stale shards of an earlier export would shadow the new weights
+            if name.startswith("model") and name.endswith((".safetensors", ".safetensors.index.json")):
+                os.remove(os.path.join(path, name))
+    save(path, config, params, max_shard_bytes=max_shard_bytes)
+    for name in copies:
+        shutil.copyfile(os.path.join(tokenizer_from, name), os.path.join(path, name))
+    if ids:
+        with open(os.path.join(path, "config.json")) as f:
+            hf = json.load(f)
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(hf | ids, f, indent=2)
