@@ -494,7 +494,7 @@ class VocabLimited:
             )
         if self.num_ids == vocab:
             return logits, cache
-        keep = jnp.arange(vocab) < self.num_ids
+        keep = (jnp.arange(vocab) < self.num_ids).reshape((1,) * (logits.ndim - 1) + (vocab,))
         return jnp.where(keep, logits, jnp.asarray(MASKED_LOGIT, logits.dtype)), cache
 
 
