@@ -95,6 +95,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "within_se": bool(np.all(diff <= se)),
         }
     report = {
+        "command": cli.command("experiments.dtype_cost"),
         "init_from": str(config.init_from),
         "model": dataclasses.asdict(base),
         "eval_problems": int(ev.prompts.shape[0]),
