@@ -25,7 +25,7 @@ B, T = 2, 10
 
 @pytest.fixture(scope="module")
 def f32():
-    return tiny_model(num_layers=2, tie_embeddings=True)
+    return tiny_model(num_layers=1, hidden_size=64, intermediate_size=128, tie_embeddings=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +86,10 @@ def test_matmul_inputs_are_cast(f32, tokens):
     kinds = {tuple(str(v.aval.dtype) for v in e.invars) for e in dots}
     assert ("bfloat16", "bfloat16") in kinds and ("float32", "float32") in kinds  # projections; attention
     assert all(str(e.outvars[0].aval.dtype) == "float32" for e in dots)
-    # 2 layers x 7 projections + the tied head in bf16, 2 layers x 2 attention einsums in f32
+    # 7 projections + the tied head in bf16, the 2 attention einsums in f32
     assert (
         sum(k == ("bfloat16", "bfloat16") for k in (tuple(str(v.aval.dtype) for v in e.invars) for e in dots))
-        == 15
+        == 8
     )
 
 
@@ -114,13 +114,11 @@ def test_lora_model_with_bf16_compute_keeps_f32_adapters(f32, tokens):
     graphdef, adapters = lora.init(_graphdef(cfg), f32.params, lora.LoRAConfig(rank=4), jax.random.key(0))
     apply = lora.decoder(graphdef)
     loss = lambda a: -jnp.mean(logprobs.model_token_log_probs(apply, (a, f32.params), tokens, tokens))
-    g = jax.jit(jax.grad(loss))(adapters)
+    # Shapes and dtypes only (no compile): float32 adapter gradients, bf16 matmuls inside.
+    g = jax.eval_shape(jax.grad(loss), adapters)
     assert {x.dtype for x in jax.tree.leaves(g)} == {jnp.dtype(jnp.float32)}
-    assert float(optax_norm(g)) > 0
-
-
-def optax_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
+    jaxpr = str(jax.make_jaxpr(loss)(adapters))
+    assert "bf16[2,10,4]" in jaxpr  # the adapters: x @ a [b, t, rank] cast to bf16 for @ b
 
 
 # ----------------------------------------------------------------------------- remat
@@ -128,8 +126,8 @@ def optax_norm(tree):
 
 @pytest.fixture(scope="module")
 def remat_losses():
-    base = tiny_model(num_layers=3)
-    toks = jax.random.randint(jax.random.key(5), (3, 16), 0, base.config.vocab_size)
+    base = tiny_model(num_layers=3, hidden_size=32, intermediate_size=64, vocab_size=32)
+    toks = jax.random.randint(jax.random.key(5), (2, 16), 0, base.config.vocab_size)
 
     def for_mode(mode):
         apply = llama.decoder(_graphdef(dataclasses.replace(base.config, remat=mode)))
@@ -244,12 +242,6 @@ def test_limit_vocab_masks_padding_ids(f32, tokens):
     assert bool((logits[..., 200:] == llama.MASKED_LOGIT).all())
     logp = jax.nn.log_softmax(logits)
     assert bool(jnp.isfinite(logp).all()) and float(jnp.exp(logp[..., 200:]).max()) == 0.0
-    # Teacher-forced scores: finite, gradient finite.
-    labels = jnp.where(tokens < 200, tokens, logprobs.IGNORE)
-    g = jax.jit(jax.grad(lambda p: jnp.sum(logprobs.model_token_log_probs(lim, p, tokens, labels))))(
-        f32.params
-    )
-    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(g))
 
 
 def test_sampler_never_draws_an_id_beyond_the_tokenizer(f32):
@@ -269,18 +261,9 @@ def test_sampler_never_draws_an_id_beyond_the_tokenizer(f32):
             strategy=strategy,
         )
         assert int(out.tokens.max()) < num_ids and bool(jnp.isfinite(out.logp_model).all())
-    unlimited = sampling.sample(
-        f32.apply,
-        f32.params,
-        llama.init_cache(f32.config, 2, 15),
-        prompts,
-        jnp.asarray([3, 2]),
-        jax.random.key(0),
-        num_samples=16,
-        max_new_tokens=12,
-        strategy=sampling.Temperature(3.0),
-    )
-    assert int(unlimited.tokens.max()) >= num_ids  # the limit, not the model, kept the ids small
+    # Without the limit the model puts almost all its tempered mass on the masked ids.
+    logits, _ = jax.jit(f32.apply)(f32.params, prompts, _pos(2, 3))
+    assert float(jax.nn.softmax(logits / 3.0)[..., num_ids:].sum(-1).min()) > 0.9
 
 
 @pytest.mark.parametrize(("num_ids", "match"), [(0, "positive int"), (True, "positive int")])
@@ -291,4 +274,4 @@ def test_limit_vocab_validation(f32, num_ids, match):
 
 def test_limit_vocab_beyond_the_model(f32, tokens):
     with pytest.raises(ValueError, match="exceeds the model's vocabulary of 256"):
-        llama.limit_vocab(f32.apply, 300)(f32.params, tokens, _pos(B, T))
+        jax.eval_shape(llama.limit_vocab(f32.apply, 300), f32.params, tokens, _pos(B, T))
