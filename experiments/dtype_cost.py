@@ -3,7 +3,7 @@ r"""The numerical cost of bfloat16 compute: one trained model evaluated with flo
 The model's parameters stay float32; only ``LlamaConfig.compute_dtype`` changes (matmul inputs and KV cache in
 bfloat16, float32 accumulation, softmax, log-softmax and sampling). Three measures (issue 14 item 1):
 
-1. sampled tokens identical to float32's with the same key (:func:`common.sample_and_score`'s samples):
+1. sampled tokens identical to float32's with the same key (the draws of :func:`common.sample_and_score`):
    per generated position and per whole completion;
 2. max |log p| difference on the held-out sequences, teacher-forced (per token and per sequence);
 3. exact pass@k / maj@k of both, with their standard errors (must agree within SE).
