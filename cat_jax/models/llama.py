@@ -11,11 +11,21 @@ Functional use (DESIGN.md §3)::
     cache = init_cache(config, batch=4, size=64)  # explicit pytree, preallocated
     logits, cache = apply(params, tokens, positions, cache)   # [b, t, vocab] float32
 
-**Compute policy.** Parameters are stored in ``param_dtype`` (float32 or bfloat16). Matmul inputs are cast
-to the parameter dtype and accumulate in float32 (``preferred_element_type``); the residual stream, RMSNorm,
-RoPE, attention (scores, softmax and the weighted sum, with cached keys/values upcast) and the output logits
-are float32; the KV cache is stored in the parameter dtype. With float32 parameters every step is float32
-(the HF parity tests, 1e-4).
+**Compute policy.** Parameters are stored in ``param_dtype`` (float32 or bfloat16) and never change dtype.
+Matmul inputs (the activation and the weight, LoRA adapters and the tied head included) are cast to
+``compute_dtype`` (None: the parameter dtype) and accumulate in float32 with float32 output
+(``preferred_element_type``); the residual stream, RMSNorm, RoPE, attention (scores, softmax and the weighted
+sum, with cached keys/values upcast) and the output logits are float32; the KV cache is stored in the compute
+dtype. With float32 parameters and the default compute dtype every step is float32 (the HF parity tests,
+1e-4); ``compute_dtype="bfloat16"`` over float32 parameters keeps float32 master weights and gradients.
+
+**Gradient checkpointing.** ``remat="block"`` recomputes each decoder block in the backward pass (only its
+input is saved); ``remat="dots"`` saves the outputs of the matmuls without batch dimensions (the projections)
+and recomputes the rest (norms, RoPE, attention scores and softmax, activations). Values and gradients
+equal ``remat="none"``'s; only the memory / compute trade changes (``cat_jax.plan`` estimates it).
+
+**Vocabulary limit.** :func:`limit_vocab` wraps a logits function so that ids at or beyond a tokenizer's
+size (a checkpoint's padding rows) get a large negative logit: never sampled, never scored.
 
 **KV cache.** A tuple with one ``{"k", "v"}`` dict per layer, each ``[batch, kv_heads, size, head_dim]``:
 batch on axis 0 and cache slot on axis -2 for every leaf (the sampler relies on this). A token at position
@@ -39,6 +49,12 @@ from jaxtyping import Array, Float, Int, PyTree
 
 Cache = tuple[dict[str, Array], ...]
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# remat name -> jax.checkpoint policy (what the backward pass may read instead of recomputing).
+REMAT_POLICIES = {
+    "none": None,
+    "block": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +76,8 @@ class LlamaConfig:
     tie_embeddings: bool = False
     max_position_embeddings: int = 2048
     param_dtype: str = "float32"
+    compute_dtype: str | None = None  # matmul inputs and KV cache; None: param_dtype (see the module doc)
+    remat: str = "none"  # gradient checkpointing of each block: none | block | dots (REMAT_POLICIES)
 
     def __post_init__(self):
         for name in (
@@ -85,6 +103,13 @@ class LlamaConfig:
             raise ValueError(f"head_dim={self.dim_head} must be even for RoPE")
         if self.param_dtype not in DTYPES:
             raise ValueError(f"param_dtype must be one of {sorted(DTYPES)}, got {self.param_dtype!r}")
+        if self.compute_dtype is not None and self.compute_dtype not in DTYPES:
+            raise ValueError(
+                f"compute_dtype must be None (= param_dtype) or one of {sorted(DTYPES)}, "
+                f"got {self.compute_dtype!r}"
+            )
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {list(REMAT_POLICIES)}, got {self.remat!r}")
         if self.rope_theta <= 0:
             raise ValueError(f"rope_theta must be > 0, got {self.rope_theta}")
 
@@ -94,7 +119,13 @@ class LlamaConfig:
 
     @property
     def dtype(self):
+        """Storage dtype of the parameters."""
         return DTYPES[self.param_dtype]
+
+    @property
+    def matmul_dtype(self):
+        """Dtype of matmul inputs and of the KV cache: ``compute_dtype``, else the parameter dtype."""
+        return DTYPES[self.compute_dtype or self.param_dtype]
 
     def num_params(self) -> int:
         """Parameter count (embedding counted once when tied)."""
@@ -151,39 +182,60 @@ def preset(name: str, **overrides) -> LlamaConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-def _dot(x: Array, w: Array) -> Array:
-    """Matmul in the parameter dtype with float32 accumulation and output."""
-    return jnp.einsum("...i,io->...o", x.astype(w.dtype), w, preferred_element_type=jnp.float32)
+def _dtype_name(dtype) -> str | None:
+    """A dtype as its name (a hashable, static module attribute), None kept."""
+    return None if dtype is None else jnp.dtype(dtype).name
+
+
+def _dot(x: Array, w: Array, compute_dtype=None) -> Array:
+    """``x @ w`` with both inputs cast to ``compute_dtype`` (None: ``w``'s dtype), float32 accumulation and
+    output. With the default the weight is used as stored (no cast at all)."""
+    dt = w.dtype if compute_dtype is None else jnp.dtype(compute_dtype)
+    return jnp.einsum("...i,io->...o", x.astype(dt), w.astype(dt), preferred_element_type=jnp.float32)
 
 
 class LoRA(nnx.Module):
-    """Low-rank update ``x @ a @ b * scale``; ``b`` starts at zero so a fresh adapter is an exact no-op."""
+    """Low-rank update ``x @ a @ b * scale``; ``b`` starts at zero so a fresh adapter is an exact no-op.
 
-    def __init__(self, din: int, dout: int, rank: int, scale: float, dtype, rngs: nnx.Rngs):
+    Matmuls in ``compute_dtype`` (None: the adapters' dtype); a :class:`Linear` passes its own compute dtype
+    at call time, so float32 adapters (master weights) on a model computing in bfloat16 compute in bfloat16.
+    """
+
+    def __init__(
+        self, din: int, dout: int, rank: int, scale: float, dtype, rngs: nnx.Rngs, *, compute_dtype=None
+    ):
         init = nnx.initializers.he_uniform()
         self.a = nnx.LoRAParam(init(rngs.params(), (din, rank), dtype))
         self.b = nnx.LoRAParam(jnp.zeros((rank, dout), dtype))
         self.scale = scale
+        self.compute_dtype = _dtype_name(compute_dtype)
 
-    def __call__(self, x: Array) -> Array:
-        return _dot(_dot(x, self.a[...]), self.b[...]) * self.scale
+    def __call__(self, x: Array, compute_dtype=None) -> Array:
+        dt = compute_dtype if compute_dtype is not None else self.compute_dtype
+        return _dot(_dot(x, self.a[...], dt), self.b[...], dt) * self.scale
 
 
 class Linear(nnx.Module):
-    """``x @ kernel (+ bias)``, kernel ``[in, out]``, with an optional adapter (cat_jax.models.lora)."""
+    """``x @ kernel (+ bias)``, kernel ``[in, out]``, with an optional adapter (cat_jax.models.lora).
 
-    def __init__(self, din: int, dout: int, *, bias: bool, dtype, rngs: nnx.Rngs):
+    ``compute_dtype``: the matmul input dtype (None: ``dtype``, the storage dtype); output float32.
+    """
+
+    def __init__(self, din: int, dout: int, *, bias: bool, dtype, rngs: nnx.Rngs, compute_dtype=None):
         init = nnx.initializers.normal(0.02)
         self.kernel = nnx.Param(init(rngs.params(), (din, dout), dtype))
         self.bias = nnx.Param(jnp.zeros((dout,), dtype)) if bias else nnx.data(None)
         self.lora = nnx.data(None)
+        self.compute_dtype = _dtype_name(compute_dtype)
 
     def __call__(self, x: Array) -> Array:
-        y = _dot(x, self.kernel[...])
+        y = _dot(x, self.kernel[...], self.compute_dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32).reshape((1,) * (y.ndim - 1) + (-1,))
         if self.lora is not None:
-            y = y + self.lora(x)
+            # The adapter computes in this projection's compute dtype (its own dtype may be a float32 master).
+            dt = self.compute_dtype if self.compute_dtype is not None else self.kernel[...].dtype
+            y = y + self.lora(x, dt)
         return y
 
 
@@ -224,11 +276,12 @@ def apply_rope(x: Float[Array, "b t h d"], positions: Int[Array, "b t"], inv_fre
 
 class Attention(nnx.Module):
     def __init__(self, config: LlamaConfig, rngs: nnx.Rngs):
-        c, dt, hd = config, config.dtype, config.dim_head
-        self.q = Linear(c.hidden_size, c.num_heads * hd, bias=c.qkv_bias, dtype=dt, rngs=rngs)
-        self.k = Linear(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias, dtype=dt, rngs=rngs)
-        self.v = Linear(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias, dtype=dt, rngs=rngs)
-        self.o = Linear(c.num_heads * hd, c.hidden_size, bias=False, dtype=dt, rngs=rngs)
+        c, hd = config, config.dim_head
+        lin = functools.partial(Linear, dtype=c.dtype, rngs=rngs, compute_dtype=c.compute_dtype)
+        self.q = lin(c.hidden_size, c.num_heads * hd, bias=c.qkv_bias)
+        self.k = lin(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias)
+        self.v = lin(c.hidden_size, c.num_kv_heads * hd, bias=c.qkv_bias)
+        self.o = lin(c.num_heads * hd, c.hidden_size, bias=False)
         self.config = config
 
     def __call__(self, x, positions, layer_cache, inv_freq):
@@ -236,8 +289,8 @@ class Attention(nnx.Module):
         b, t, _ = x.shape
         hd, kvh, g = c.dim_head, c.num_kv_heads, c.num_heads // c.num_kv_heads
         q = apply_rope(self.q(x).reshape(b, t, c.num_heads, hd), positions, inv_freq)
-        k = apply_rope(self.k(x).reshape(b, t, kvh, hd), positions, inv_freq).astype(c.dtype)
-        v = self.v(x).reshape(b, t, kvh, hd).astype(c.dtype)
+        k = apply_rope(self.k(x).reshape(b, t, kvh, hd), positions, inv_freq).astype(c.matmul_dtype)
+        v = self.v(x).reshape(b, t, kvh, hd).astype(c.matmul_dtype)
         if layer_cache is None:
             keys, values, key_pos = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), positions
         else:
@@ -268,10 +321,13 @@ class Attention(nnx.Module):
 
 class MLP(nnx.Module):
     def __init__(self, config: LlamaConfig, rngs: nnx.Rngs):
-        d, f, dt = config.hidden_size, config.intermediate_size, config.dtype
-        self.gate = Linear(d, f, bias=False, dtype=dt, rngs=rngs)
-        self.up = Linear(d, f, bias=False, dtype=dt, rngs=rngs)
-        self.down = Linear(f, d, bias=False, dtype=dt, rngs=rngs)
+        d, f = config.hidden_size, config.intermediate_size
+        lin = functools.partial(
+            Linear, bias=False, dtype=config.dtype, rngs=rngs, compute_dtype=config.compute_dtype
+        )
+        self.gate = lin(d, f)
+        self.up = lin(d, f)
+        self.down = lin(f, d)
 
     def __call__(self, x):
         return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
@@ -305,7 +361,14 @@ class Llama(nnx.Module):
         self.lm_head = (
             nnx.data(None)
             if config.tie_embeddings
-            else Linear(config.hidden_size, config.vocab_size, bias=False, dtype=config.dtype, rngs=rngs)
+            else Linear(
+                config.hidden_size,
+                config.vocab_size,
+                bias=False,
+                dtype=config.dtype,
+                rngs=rngs,
+                compute_dtype=config.compute_dtype,
+            )
         )
 
     def __call__(self, tokens, positions, cache=None):
@@ -313,19 +376,40 @@ class Llama(nnx.Module):
         x = jnp.take(self.embed[...], tokens, axis=0).astype(jnp.float32)
         new_cache = []
         for i, layer in enumerate(self.layers):
-            x, layer_cache = layer(x, positions, None if cache is None else cache[i], inv_freq)
+            x, layer_cache = _run_block(
+                layer, x, positions, None if cache is None else cache[i], inv_freq, self.config.remat
+            )
             new_cache.append(layer_cache)
         x = self.norm(x)
         if self.lm_head is None:
+            dt = self.config.matmul_dtype
             logits = jnp.einsum(
                 "btd,vd->btv",
-                x.astype(self.config.dtype),
-                self.embed[...],
+                x.astype(dt),
+                self.embed[...].astype(dt),
                 preferred_element_type=jnp.float32,
             )
         else:
             logits = self.lm_head(x)
         return logits, (None if cache is None else tuple(new_cache))
+
+
+def _run_block(layer: Block, x, positions, layer_cache, inv_freq, remat: str):
+    """One decoder block, under ``jax.checkpoint`` with ``REMAT_POLICIES[remat]`` unless ``remat="none"``.
+
+    The block is split into (graphdef, state) so the checkpointed function is pure in its array inputs.
+    Without differentiation (sampling) ``jax.checkpoint`` lowers to the plain computation.
+    """
+    if remat == "none":
+        return layer(x, positions, layer_cache, inv_freq)
+    graphdef, state = nnx.split(layer)
+
+    def block(state, x, positions, layer_cache):
+        return nnx.merge(graphdef, state)(x, positions, layer_cache, inv_freq)
+
+    return jax.checkpoint(block, policy=REMAT_POLICIES[remat], prevent_cse=True)(
+        state, x, positions, layer_cache
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -345,12 +429,10 @@ def abstract(config: LlamaConfig) -> tuple[nnx.GraphDef, nnx.State]:
 
 
 def init_cache(config: LlamaConfig, batch: int, size: int) -> Cache:
-    """Zero KV cache with ``size`` slots per row (prompt length plus new tokens)."""
+    """Zero KV cache with ``size`` slots per row (prompt length plus new tokens), in the compute dtype."""
     shape = (batch, config.num_kv_heads, size, config.dim_head)
-    return tuple(
-        {"k": jnp.zeros(shape, config.dtype), "v": jnp.zeros(shape, config.dtype)}
-        for _ in range(config.num_layers)
-    )
+    dt = config.matmul_dtype
+    return tuple({"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(config.num_layers))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,3 +454,56 @@ class Decoder:
 def decoder(graphdef: nnx.GraphDef) -> Decoder:
     """``apply(params, tokens, positions, cache) -> (logits, cache)`` for a split model."""
     return Decoder(graphdef)
+
+
+# Logit of an id beyond the tokenizer: float32 finfo.min / 2, not -inf, so log-softmax (and its gradient)
+# stays finite, and min / 2 so that subtracting the row max or dividing by a temperature < 1 cannot overflow.
+MASKED_LOGIT = float(np.finfo(np.float32).min) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabLimited:
+    """A logits function with every logit at an id ``>= num_ids`` set to :data:`MASKED_LOGIT`.
+
+    Frozen and hashable by ``(apply, num_ids)``: a static argument of jit like the function it wraps.
+    """
+
+    apply: Any
+    num_ids: int
+
+    def __post_init__(self):
+        if (
+            isinstance(self.num_ids, bool)
+            or not isinstance(self.num_ids, int | np.integer)
+            or self.num_ids < 1
+        ):
+            raise ValueError(
+                f"num_ids must be a positive int (the tokenizer's vocabulary size), got {self.num_ids!r}"
+            )
+        object.__setattr__(self, "num_ids", int(self.num_ids))
+
+    def __call__(
+        self, params: PyTree, tokens: Int[Array, "b t"], positions: Int[Array, "b t"], cache: PyTree = None
+    ) -> tuple[Float[Array, "b t v"], PyTree]:
+        logits, cache = self.apply(params, tokens, positions, cache)
+        vocab = logits.shape[-1]
+        if self.num_ids > vocab:
+            raise ValueError(
+                f"num_ids={self.num_ids} exceeds the model's vocabulary of {vocab} logits; the tokenizer has "
+                "ids the model cannot produce (wrong tokenizer for this checkpoint?)"
+            )
+        if self.num_ids == vocab:
+            return logits, cache
+        keep = (jnp.arange(vocab) < self.num_ids).reshape((1,) * (logits.ndim - 1) + (vocab,))
+        return jnp.where(keep, logits, jnp.asarray(MASKED_LOGIT, logits.dtype)), cache
+
+
+def limit_vocab(apply: Any, num_ids: int) -> VocabLimited:
+    """``apply`` with every logit at an id ``>= num_ids`` set to :data:`MASKED_LOGIT` (float32 min / 2).
+
+    For a checkpoint whose embedding has padding rows beyond its tokenizer (``vocab_size > len(tokenizer)``):
+    those ids get probability ``exp(MASKED_LOGIT - max) = 0`` in float32, so the sampler never draws them,
+    teacher-forced log-probs are normalised over the tokenizer's ids only, and log-softmax stays finite.
+    ``num_ids`` equal to the vocabulary returns ``apply``'s outputs unchanged.
+    """
+    return VocabLimited(apply, num_ids)
