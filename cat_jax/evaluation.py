@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
-from cat_jax import logprobs, operators, plurality, sampling
+from cat_jax import logprobs, operators, plurality, sampling, sharding
 
 
 def generate(
@@ -41,11 +41,13 @@ def generate(
     *,
     stop_tokens: Sequence[int] = (),
     pad_id: int = 0,
+    mesh: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cfg.num_samples`` completions for each right-padded prompt; host ``(tokens, mask)`` ``[B, N, L]``.
 
     Prompt chunk ``c`` uses ``fold_in(key, c)`` (so ``chunk`` is part of the seed); ``make_cache(rows,
-    slots)`` builds an empty KV cache.
+    slots)`` builds an empty KV cache. ``mesh``: each chunk's prompts are split over its devices (data
+    parallel sampling; ``cfg.chunk`` must be a multiple of the device count), with the same samples.
     """
     prompts = np.asarray(prompts, np.int32)
     lengths = np.asarray(lengths, np.int32)
@@ -53,6 +55,14 @@ def generate(
         raise ValueError(f"prompts must be [B, P] with lengths [B]; got {prompts.shape} and {lengths.shape}")
     b, p = prompts.shape
     chunk = min(cfg.chunk, b)
+    place = jnp.asarray
+    if mesh is not None:
+        if chunk % mesh.devices.size:
+            raise ValueError(
+                f"chunk={chunk} prompts per sampler call must be a multiple of the {mesh.devices.size} "
+                "devices of the mesh; change eval.chunk"
+            )
+        place = lambda x: sharding.shard_batch(x, mesh)
     slots = p + cfg.max_new_tokens
     toks, masks = [], []
     for c, start in enumerate(range(0, b, chunk)):
@@ -66,8 +76,8 @@ def generate(
             apply,
             params,
             make_cache(chunk, slots),
-            jnp.asarray(rows),
-            jnp.asarray(lens),
+            place(rows),
+            place(lens),
             jax.random.fold_in(key, c),
             num_samples=cfg.num_samples,
             max_new_tokens=cfg.max_new_tokens,

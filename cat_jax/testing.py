@@ -44,3 +44,137 @@ def ragged_sequences() -> tuple[np.ndarray, np.ndarray]:
         tokens[i, : len(seq)] = seq
         labels[i, len(p) : len(seq)] = c
     return tokens, labels
+
+
+# ----------------------------------------------------------------------------- tiny pretrained checkpoints
+
+# The chat templates of three checkpoint families, as their tokenizer_config.json files carry them.
+CHAT_TEMPLATES = {
+    # Meta-Llama-3-8B-Instruct.
+    "llama": (
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+        "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+        "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+        "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+        "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    # Mistral-7B-Instruct-v0.2: writes BOS itself.
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
+        "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+        "user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}"
+        "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+        "{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles "
+        "are supported!') }}{% endif %}{% endfor %}"
+    ),
+    # Qwen2-Instruct.
+    "qwen2": (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+        "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+}
+# family -> (special tokens, bos, eos); the first special token of each family is its BOS or pad.
+_SPECIALS = {
+    "llama": (
+        ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+    ),
+    "mistral": (["<s>", "</s>"], "<s>", "</s>"),
+    "qwen2": (["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>"),
+    "gpt2": (["<|endoftext|>"], "<|endoftext|>", "<|endoftext|>"),
+}
+
+
+def write_tokenizer(path, family: str) -> dict[str, int]:
+    """A character-level ``tokenizer.json`` (printable ASCII + the family's special tokens) and a
+    ``tokenizer_config.json`` with the family's chat template, in ``path``; returns the special ids.
+
+    The Mistral tokenizer's post-processor adds BOS, as Llama-2-style checkpoints do: with a template that
+    writes BOS itself, encoding the rendered text *with* special tokens would give two.
+    """
+    import json
+    import pathlib
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, processors
+
+    specials, bos, eos = _SPECIALS[family]
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    tok = Tokenizer(models.BPE(vocab={"<unk>": 0, **{c: i + 1 for i, c in enumerate(chars)}}, merges=[]))
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(specials)
+    ids = {s: tok.token_to_id(s) for s in specials}
+    if family == "mistral":
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, ids[bos])]
+        )
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path / "tokenizer.json"))
+    cfg = {"bos_token": bos, "eos_token": eos, "tokenizer_class": "PreTrainedTokenizerFast"}
+    if family in CHAT_TEMPLATES:
+        cfg["chat_template"] = CHAT_TEMPLATES[family]
+    if family == "qwen2":
+        cfg["pad_token"] = "<|endoftext|>"
+    (path / "tokenizer_config.json").write_text(json.dumps(cfg, indent=1))
+    return ids
+
+
+def write_checkpoint(path, family: str = "llama", *, seed: int = 0, padded_vocab: int = 128, **overrides):
+    """A tiny random Hugging Face checkpoint directory of ``family`` (llama | mistral | qwen2): config.json,
+    model.safetensors, generation_config.json and :func:`write_tokenizer`'s files; the embedding has
+    ``padded_vocab`` rows, more than the tokenizer's ids (the padding rows real checkpoints carry)."""
+    import dataclasses
+    import json
+    import pathlib
+
+    from cat_jax.models import convert
+
+    path = pathlib.Path(path)
+    ids = write_tokenizer(path, family)
+    _, bos, eos = _SPECIALS[family]
+    base = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
+    config = llama.LlamaConfig.tiny(
+        vocab_size=padded_vocab, qkv_bias=family == "qwen2", **{**base, **overrides}
+    )
+    _, params = llama.init(config, jax.random.key(seed))
+    params = jax.tree.map(lambda x: x * 4 if x.ndim == 2 else x, params)  # peaked, not uniform, logits
+    convert.save(str(path), config, params)
+    hf = json.loads((path / "config.json").read_text())
+    if family == "mistral":
+        hf.update(architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=None)
+    hf.update(bos_token_id=ids.get(bos), eos_token_id=ids[eos])
+    (path / "config.json").write_text(json.dumps(hf, indent=1))
+    (path / "generation_config.json").write_text(json.dumps({"eos_token_id": ids[eos]}))
+    return dataclasses.replace(config)
+
+
+def write_math_jsonl(path, *, num_train: int = 24, num_test: int = 8, seed: int = 0) -> None:
+    """MATH-format ``train.jsonl`` / ``test.jsonl`` (problem, boxed solution, answer, level) of small
+    additions in ``path``: a manual_dir for the ``math_jsonl`` builder (levels cycle 1..5)."""
+    import json
+    import pathlib
+
+    rng = np.random.default_rng(seed)
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    seen = set()
+    for split, count in (("train", num_train), ("test", num_test)):
+        rows = []
+        while len(rows) < count:
+            a, b = (int(x) for x in rng.integers(1, 50, size=2))
+            if (a, b) in seen:
+                continue
+            seen.add((a, b))
+            rows.append(
+                {
+                    "problem": f"What is ${a}+{b}$?",
+                    "solution": f"${a}+{b}={a + b}$, so the answer is $\\boxed{{{a + b}}}$.",
+                    "answer": str(a + b),
+                    "level": f"Level {1 + len(rows) % 5}",
+                }
+            )
+        (path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -28,13 +28,56 @@ def task() -> ml_collections.ConfigDict:
 
 
 def model() -> ml_collections.ConfigDict:
-    """Overrides of ``LlamaConfig.tiny`` (vocabulary from the task's tokenizer): 0.43M parameters."""
+    """The policy (``experiments.common.build_policy``): a pretrained checkpoint, or ``LlamaConfig.tiny``
+    with these overrides (vocabulary from the task's tokenizer, 0.43M parameters) trained from scratch."""
     c = ml_collections.ConfigDict()
+    # A local Hugging Face directory (Llama 2/3, Mistral, Qwen2, GPT-2; config.json, safetensors,
+    # tokenizer.json, tokenizer_config.json); "" = the from-scratch model below.
+    c.checkpoint = ""
     c.hidden_size = 128  # residual stream width
     c.intermediate_size = 384  # SwiGLU MLP width
     c.num_layers = 2  # decoder blocks
     c.num_heads = 4  # query heads (head dim = hidden_size / num_heads)
     c.num_kv_heads = 4  # key/value heads (< num_heads: grouped-query attention)
+    # Storage dtype of the parameters and dtype of the matmul inputs (accumulation, softmax, log-softmax,
+    # sampling and the CAT objectives stay float32): float32 | bfloat16 | auto (float32 on CPU, bfloat16 on
+    # GPU/TPU). Trained parameters (full fine-tuning or LoRA adapters) are float32 masters either way.
+    c.param_dtype = "auto"
+    c.compute_dtype = "auto"
+    c.remat = "none"  # gradient checkpointing per decoder block: none | block | dots
+    c.chat_template = ""  # "" = the checkpoint's own (tokenizer_config.json); or a plain template name
+    c.lora = lora(rank=0)
+    return c
+
+
+def lora(*, rank: int, alpha: float = 16.0, targets: tuple[str, ...] = ("q", "k", "v", "o")):
+    """LoRA adapters (``cat_jax.models.lora.LoRAConfig``); rank 0 = train every parameter."""
+    c = ml_collections.ConfigDict()
+    c.rank = rank  # adapter rank r (0: no adapters, full fine-tuning)
+    c.alpha = alpha  # the update is scaled by alpha / r
+    c.targets = targets  # projections: q k v o gate up down (Llama family); c_attn attn_proj c_fc mlp_proj
+    c.dropout = 0.0  # SPEC: 0 (no other value is implemented)
+    return c
+
+
+def math_task(*, target: str, train_count: int | None, levels: tuple[str, ...] = ()):
+    """MATH (or GSM8K) problems through the ``math_jsonl`` / ``gsm8k_jsonl`` builders, SPEC §3.1."""
+    c = ml_collections.ConfigDict()
+    # Level-filtered selections take every eligible test problem (SPEC: "500 requested" of levels 1-3 is the
+    # 238 of MATH-500); unfiltered ones the 500 of the test split.
+    c.name = "math"  # math | gsm8k
+    c.manual_dir = ""  # the directory holding train.jsonl and test.jsonl (required)
+    c.target = target  # answer (the final answer) | solution (the full worked solution)
+    c.levels = levels  # () = every level; e.g. ("Level 1", "Level 2", "Level 3")
+    c.train_count = train_count  # problems of the shuffled eligible train split (None = all)
+    c.train_offset = 0  # skip this many first (RL prompts: 2000 after the 2,000-problem warm-up)
+    c.eval_count = None if levels else 500  # held-out problems of the test split (None = all eligible)
+    c.seed = 42  # random.Random(seed).shuffle of the eligible problems
+    c.max_len = 1024  # SFT window; targets are cut at the end (truncate_target), a prompt never is
+    c.max_prompt_tokens = 512  # a longer rendered test prompt is an error naming the problem
+    c.limit_train_prompts = False  # True (RL: train prompts are sampled from): the limit holds for them too
+    c.max_new_tokens = 512  # generation budget of evaluation and RL rollouts
+    c.data_dir = ""  # where the builder prepares the records ("" = $CAT_JAX_DATA_DIR or ~/.cache)
     return c
 
 
@@ -42,7 +85,8 @@ def evaluation() -> ml_collections.ConfigDict:
     """The sampled held-out evaluation at the end of every run (``experiments.common.evaluate``)."""
     c = ml_collections.ConfigDict()
     c.num_samples = 64  # samples per held-out problem (N of the exact pass@k / maj@k estimators)
-    c.temperature = 1.0  # sampling temperature (no top-k / top-p truncation)
+    c.temperature = 1.0  # sampling temperature
+    c.top_p = 1.0  # nucleus truncation (1 = off)
     c.ks = [1, 2, 4, 8, 16, 32, 64]  # budgets of the scaling curves (those <= num_samples are reported)
     c.chunk = 100  # prompts per sampler call
     c.seed = 1  # sampling key: the same samples for every run evaluated with this config

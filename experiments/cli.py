@@ -34,6 +34,19 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0 .. num_processes - 1 (or JAX_PROCESS_ID)."
 )
+_PLAN = flags.DEFINE_boolean(
+    "plan",
+    False,
+    "Dry run: print the memory plan (parameters, trainable parameters, bytes per device of parameters, "
+    "optimizer, activations and KV cache, tokens per step) for the config and the visible devices, then "
+    "exit without loading weights or training. Runs themselves refuse a plan that exceeds device memory.",
+)
+_PLAN_DEVICES = flags.DEFINE_integer(
+    "plan_devices", None, "With --plan: plan for this many devices instead of the visible ones."
+)
+_PLAN_MEMORY_GIB = flags.DEFINE_float(
+    "plan_memory_gib", None, "With --plan: memory per device in GiB (e.g. 80 for an H100, 16 for TPU v5e)."
+)
 
 
 def setup() -> dict[str, int | bool]:
@@ -101,11 +114,21 @@ def main_for(run, summary, arguments: Callable[[], tuple[ml_collections.ConfigDi
         setup()
         logging.set_verbosity(logging.WARNING)
         config, workdir = arguments()
+        if flags.FLAGS.is_parsed() and _PLAN.value:
+            print(plan_report(config, _PLAN_DEVICES.value, _PLAN_MEMORY_GIB.value))
+            return
         result = run(config, workdir)
         if reporting.is_writer():  # the summary may read report files, which process 0 alone writes
             print(summary(config, workdir, result))
 
     return main
+
+
+def plan_report(config: ml_collections.ConfigDict, devices: int | None, memory_gib: float | None) -> str:
+    """What ``--plan`` prints: the config's memory plan (``experiments.common.plan_for``) as a table."""
+    capacity = None if memory_gib is None else int(memory_gib * 2**30)
+    planned = common.plan_for(config, devices=devices, capacity_bytes=capacity)
+    return planned.format()
 
 
 def check_config_overrides(argv: Sequence[str] | None = None) -> None:

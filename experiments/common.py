@@ -5,6 +5,7 @@ parameter placement, :func:`task_data` (a config's task through the library's on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from cat_jax import evaluation, reporting, sampling, sharding, train_lib
 from cat_jax.models import llama
@@ -51,11 +53,16 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_col
 
 
 def optimizer_config(opt: ml_collections.ConfigDict, *, total_steps: int) -> train_lib.OptimizerConfig:
-    """``config.opt`` -> :class:`cat_jax.train_lib.OptimizerConfig` (the library never sees a ConfigDict)."""
+    """``config.opt`` -> :class:`cat_jax.train_lib.OptimizerConfig` (the library never sees a ConfigDict).
+
+    ``total_steps`` counts micro-batches; the schedule spans the optimizer steps, one per ``accum_steps``
+    micro-batches (SPEC §3.2: ``S = epochs * ceil(n / 4)`` with accumulation 4).
+    """
+    accum = int(opt.get("accum_steps", 1))
     return train_lib.OptimizerConfig(
         lr=float(opt.lr),
         schedule=str(opt.schedule),
-        total_steps=int(total_steps),
+        total_steps=-(-int(total_steps) // accum),
         warmup_steps=int(opt.get("warmup_steps", 0)),
         weight_decay=float(opt.get("weight_decay", 0.0)),
         clip_norm=None if opt.get("clip_norm") is None else float(opt.clip_norm),
@@ -63,9 +70,32 @@ def optimizer_config(opt: ml_collections.ConfigDict, *, total_steps: int) -> tra
     )
 
 
+# config.model fields that are not LlamaConfig.tiny overrides.
+POLICY_FIELDS = ("checkpoint", "chat_template", "lora", "param_dtype", "compute_dtype", "remat")
+
+
+def resolve_dtype(name: str) -> str:
+    """``auto`` -> float32 on CPU, bfloat16 on GPU/TPU; any other name is returned (and validated later)."""
+    if name == "auto":
+        return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    return str(name)
+
+
+def scratch_model_config(model: ml_collections.ConfigDict, vocab_size: int) -> llama.LlamaConfig:
+    """``config.model`` as a from-scratch ``LlamaConfig.tiny`` with overrides, for a task's vocabulary."""
+    overrides = {k: v for k, v in model.to_dict().items() if k not in POLICY_FIELDS}
+    policy = {}
+    if "param_dtype" in model:
+        policy["param_dtype"] = resolve_dtype(model.param_dtype)
+        compute = resolve_dtype(model.compute_dtype)
+        policy["compute_dtype"] = None if compute == policy["param_dtype"] else compute
+        policy["remat"] = str(model.remat)
+    return llama.LlamaConfig.tiny(vocab_size=vocab_size, **overrides, **policy)
+
+
 def model_config(config: ml_collections.ConfigDict, data: TaskData) -> llama.LlamaConfig:
     """``config.model`` (overrides of ``LlamaConfig.tiny``) with the task's vocabulary."""
-    return llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **config.model.to_dict())
+    return scratch_model_config(config.model, data.vocab_size)
 
 
 def parse_schedule(spec: str, default: int) -> list[tuple[int, int]]:
@@ -138,6 +168,221 @@ def load_params(workdir: str | pathlib.Path, template):
         return ckptr.restore(path, abstract)
 
 
+# ----------------------------------------------------------------------------- the policy
+
+
+class Policy(NamedTuple):
+    """A run's model: what is trained (``params``), what stays frozen, and how to read both.
+
+    ``apply(train_lib.with_frozen(params, frozen), tokens, positions, cache)`` is the logits function;
+    ``frozen`` is the LoRA base (None when every parameter trains). ``encoder``: the checkpoint's chat
+    encoder (``cat_jax.tasks.chat.ChatEncoder``), None for a from-scratch model on a synthetic task.
+    """
+
+    model_cfg: Any
+    apply: Any
+    params: Any
+    frozen: Any = None
+    encoder: Any = None
+
+    @property
+    def full(self):
+        """What ``apply`` reads: ``params`` with the frozen part."""
+        return train_lib.with_frozen(self.params, self.frozen)
+
+
+def model_family(model_cfg):
+    """The module (``llama`` or ``gpt2``) implementing ``model_cfg``'s architecture."""
+    from cat_jax import models
+
+    return models.gpt2 if isinstance(model_cfg, models.gpt2.GPT2Config) else llama
+
+
+def make_cache(model_cfg) -> Callable[[int, int], Any]:
+    """``make_cache(rows, slots)``: an empty KV cache of ``model_cfg``'s family."""
+    return functools.partial(model_family(model_cfg).init_cache, model_cfg)
+
+
+def load_checkpoint(model: ml_collections.ConfigDict):
+    """``config.model.checkpoint`` -> ``(convert.Checkpoint, chat encoder)``, parameters in the storage
+    dtype (LoRA: ``param_dtype``, the frozen base; full fine-tuning: float32 masters) and the compute dtype
+    and remat policy of the config."""
+    from cat_jax.models import convert
+    from cat_jax.tasks import chat
+
+    path = pathlib.Path(str(model.checkpoint)).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.checkpoint={str(model.checkpoint)!r} is not a Hugging Face checkpoint directory "
+            "(no config.json there)"
+        )
+    storage = resolve_dtype(model.param_dtype) if int(model.lora.rank) > 0 else "float32"
+    compute = resolve_dtype(model.compute_dtype)
+    ckpt = convert.load(
+        str(path),
+        param_dtype=storage,
+        compute_dtype=None if compute == storage else compute,
+        remat=str(model.remat),
+    )
+    if ckpt.tokenizer is None:
+        raise FileNotFoundError(f"model.checkpoint={str(path)!r} has no tokenizer.json")
+    encoder = chat.chat_encoder(
+        ckpt.tokenizer, ckpt.tokenizer_config, str(model.chat_template), ckpt.eos_token_ids
+    )
+    return ckpt, encoder
+
+
+def lora_config(model: ml_collections.ConfigDict):
+    """``config.model.lora`` as a ``cat_jax.models.lora.LoRAConfig``; None for rank 0 (full fine-tuning)."""
+    from cat_jax.models import lora
+
+    spec = model.get("lora")
+    if spec is None or int(spec.rank) == 0:
+        return None
+    return lora.LoRAConfig(
+        rank=int(spec.rank), alpha=float(spec.alpha), targets=tuple(spec.targets), dropout=float(spec.dropout)
+    )
+
+
+def build_policy(
+    config: ml_collections.ConfigDict, data: TaskData, checkpoint=None, encoder=None, mesh=None
+) -> Policy:
+    """The run's :class:`Policy`: ``checkpoint``'s weights (or a from-scratch model seeded by
+    ``config.seed``), LoRA adapters when ``config.model.lora.rank > 0`` (fresh ones are an exact no-op: the
+    untrained checkpoint), ``config.init_from``'s trained part when set, placed on ``mesh``.
+
+    A checkpoint whose embedding has more rows than its tokenizer has ids samples and scores only the
+    tokenizer's ids (:func:`cat_jax.models.llama.limit_vocab`).
+    """
+    from cat_jax.models import lora
+
+    key = jax.random.key(int(config.get("seed", 0)))
+    if checkpoint is None:
+        model_cfg = model_config(config, data)
+        graphdef, params = llama.init(model_cfg, key)
+    else:
+        model_cfg, graphdef, params = checkpoint.config, checkpoint.graphdef, checkpoint.params
+    apply, frozen = model_family(model_cfg).decoder(graphdef), None
+    lora_cfg = lora_config(config.model)
+    if lora_cfg is not None:
+        graphdef, adapters = lora.init(graphdef, params, lora_cfg, jax.random.fold_in(key, 1))
+        apply, frozen, params = lora.decoder(graphdef), params, adapters
+    if encoder is not None and encoder.vocab_size < model_cfg.vocab_size:
+        apply = llama.limit_vocab(apply, encoder.vocab_size)
+    if config.get("init_from"):
+        params = load_params(config.init_from, params)
+    if mesh is not None:
+        params = place_params(params, mesh, config.mesh)
+        frozen = None if frozen is None else place_params(frozen, mesh, config.mesh)
+    return Policy(model_cfg, apply, params, frozen, encoder)
+
+
+def policy_and_data(config: ml_collections.ConfigDict, mesh=None) -> tuple[Policy, TaskData]:
+    """The run's policy and task: a checkpoint's tokenizer and chat template encode the task's problems;
+    a from-scratch model takes the task's vocabulary."""
+    if config.model.get("checkpoint"):
+        checkpoint, encoder = load_checkpoint(config.model)
+        data = task_data(config.task, encoder=encoder)
+        return build_policy(config, data, checkpoint, encoder, mesh), data
+    data = task_data(config.task)
+    return build_policy(config, data, mesh=mesh), data
+
+
+# ----------------------------------------------------------------------------- the memory plan
+
+
+def planned_model_config(config: ml_collections.ConfigDict):
+    """The model config a run will build, without loading any weights (``config.json`` of a checkpoint)."""
+    from cat_jax.models import convert
+
+    model = config.model
+    if not model.get("checkpoint"):
+        return model_config(config, task_data(config.task))
+    file = pathlib.Path(str(model.checkpoint)).expanduser() / "config.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"model.checkpoint={str(model.checkpoint)!r} has no config.json")
+    storage = resolve_dtype(model.param_dtype) if lora_config(model) is not None else "float32"
+    cfg = convert.config_from_hf(json.loads(file.read_text()), param_dtype=storage)
+    compute = resolve_dtype(model.compute_dtype)
+    changes = {"compute_dtype": None if compute == storage else compute}
+    if hasattr(cfg, "remat"):
+        changes["remat"] = str(model.remat)
+    return dataclasses.replace(cfg, **changes)
+
+
+def plan_for(
+    config: ml_collections.ConfigDict,
+    model_cfg=None,
+    data: TaskData | None = None,
+    *,
+    devices: int | None = None,
+    capacity_bytes: int | None = None,
+):
+    """The memory plan (:func:`cat_jax.plan.plan`) of ``config``'s run on ``devices`` (default: the
+    config's mesh over the visible devices) with ``capacity_bytes`` per device (default: the first local
+    device's memory limit where the runtime reports one; CPU reports none).
+
+    Sequences per device and their length come from the config: SFT ``batch_size`` sequences of the task's
+    window; RL ``prompts_per_step * rollout.num_samples`` completions of prompt + new tokens, sampled at once;
+    evaluation ``eval.chunk * eval.num_samples`` sampled rows (the KV cache the run allocates).
+    """
+    from cat_jax import plan
+
+    model_cfg = planned_model_config(config) if model_cfg is None else model_cfg
+    if devices is None:
+        devices = int(config.mesh.devices) or jax.device_count() if "mesh" in config else 1
+    per_device = lambda rows: -(-int(rows) // devices)
+    task = config.task
+    if task.name in MATH_TASKS:
+        prompt_len, new_tokens, sft_len = (
+            int(task.max_prompt_tokens),
+            int(task.max_new_tokens),
+            int(task.max_len),
+        )
+    else:
+        data = task_data(task) if data is None else data
+        prompt_len, new_tokens = data.eval.prompts.shape[1], int(data.max_new_tokens)
+        sft_len = data.train.tokens.shape[1]
+    kv_len = prompt_len + new_tokens
+    batch, seq_len = 0, 0
+    kv_batch = per_device(int(config.eval.chunk) * int(config.eval.num_samples))
+    if "rollout" in config:  # RL: every completion of the step is scored in one update
+        rows = int(config.prompts_per_step) * int(config.rollout.num_samples)
+        batch, seq_len, kv_batch = per_device(rows), kv_len, max(kv_batch, per_device(rows))
+    elif "objective" in config:
+        batch, seq_len = per_device(config.batch_size), sft_len
+    if capacity_bytes is None:
+        stats = jax.local_devices()[0].memory_stats() or {}
+        capacity_bytes = stats.get("bytes_limit")
+    lora_cfg = lora_config(config.model)
+    return plan.plan(
+        model_cfg,
+        trainable="full" if lora_cfg is None else "lora",
+        lora_rank=16 if lora_cfg is None else lora_cfg.rank,
+        lora_targets=("q",) if lora_cfg is None else lora_cfg.targets,
+        batch=batch,
+        seq_len=seq_len,
+        kv_batch=kv_batch,
+        kv_len=kv_len,
+        devices=devices,
+        fsdp=int(config.mesh.fsdp) if "mesh" in config else 1,
+        capacity_bytes=capacity_bytes,
+    )
+
+
+def check_plan(config: ml_collections.ConfigDict, policy: Policy, data: TaskData, mesh) -> None:
+    """Log the run's memory plan; refuse, before any step, a run whose plan exceeds the device memory."""
+    devices = 1 if mesh is None else mesh.devices.size
+    planned = plan_for(config, policy.model_cfg, data, devices=devices)
+    logging.info("memory plan:\n%s", planned.format())
+    if planned.fits is False:
+        raise MemoryError(
+            f"the run does not fit: {planned.total_bytes / 2**30:.2f} GiB per device planned, "
+            f"{planned.capacity_bytes / 2**30:.2f} GiB available (model.remat, model.lora, batch sizes, "
+            f"eval.chunk or more devices with mesh.fsdp lower it):\n{planned.format()}"
+        )
+
+
 # ----------------------------------------------------------------------------- the phase runner
 
 
@@ -145,9 +390,10 @@ class Phase(NamedTuple):
     """What an experiment builds its training from: the task, the model, its starting parameters."""
 
     data: TaskData
-    model_cfg: llama.LlamaConfig
-    apply: Any  # the model's logits function (hashable: jit-static)
-    params: Any  # seeded init, or ``config.init_from``'s final parameters; already on the mesh
+    model_cfg: Any
+    apply: Any  # the model's logits function (hashable: jit-static); reads with_frozen(params, frozen)
+    params: Any  # what trains: seeded init or checkpoint, or ``config.init_from``'s; already on the mesh
+    frozen: Any = None  # the frozen part (a LoRA base), an argument of every step; None: all trains
 
 
 class Training(NamedTuple):
@@ -159,36 +405,45 @@ class Training(NamedTuple):
     num_steps: int
 
 
+def with_frozen_step(step: Callable, frozen) -> Callable:
+    """``step(state, batch)`` of a jitted ``step(state, batch, frozen)`` (itself if nothing is frozen)."""
+    if frozen is None:
+        return step
+    return lambda state, batch: step(state, batch, frozen)
+
+
 def run_phase(
     config: ml_collections.ConfigDict, workdir: str, build: Callable[[Phase], Training], **extra_report
 ) -> dict:
     """Train one phase, then evaluate it: the body of every training experiment's ``run``.
 
-    Builds ``config.task``'s data and ``config.model`` (init seeded by ``config.seed``), loads
-    ``config.init_from``'s final parameters when set, places them on ``config.mesh``; ``build`` turns that
-    :class:`Phase` into the experiment's :class:`Training`. Then the loop (auto-resume from ``workdir``), the
-    final parameters in ``workdir/params``, the sampled evaluation (:func:`evaluate`) and ``results.json``
-    (with ``extra_report``). ``config.curve_every > 0`` also logs the exact held-out pass@k
+    Builds ``config.task``'s data and ``config.model``'s policy (:func:`policy_and_data`: a checkpoint or a
+    seeded init, LoRA adapters, ``config.init_from``'s trained part, placed on ``config.mesh``); ``build``
+    turns that :class:`Phase` into the experiment's :class:`Training`. Then the loop (auto-resume from
+    ``workdir``; checkpoints hold what trains and the optimizer, never a frozen base), the final trained
+    parameters in ``workdir/params``, the sampled evaluation (:func:`evaluate`) and ``results.json`` (with
+    ``extra_report``). ``config.curve_every > 0`` also logs the exact held-out pass@k
     (:func:`cat_jax.evaluation.exact_pass_at_k` at every ``config.curve_temperatures``) every that many
     steps: the learning curve of the early-stopping control.
     """
     started = time.perf_counter()
-    data = task_data(config.task)
-    model_cfg = model_config(config, data)
-    graphdef, params = llama.init(model_cfg, jax.random.key(int(config.seed)))
-    if config.init_from:
-        params = load_params(config.init_from, params)
     mesh = make_mesh(config.mesh)
-    params = place_params(params, mesh, config.mesh)
-    apply = llama.decoder(graphdef)
-    training = build(Phase(data, model_cfg, apply, params))
+    policy, data = policy_and_data(config, mesh)
+    check_plan(config, policy, data, mesh)
+    training = build(Phase(data, policy.model_cfg, policy.apply, policy.params, policy.frozen))
+    apply, frozen = policy.apply, policy.frozen
 
     curve_every = int(config.get("curve_every", 0))
     temperatures = list(config.get("curve_temperatures", [1.0]))
     ks = [k for k in config.eval.ks if k <= int(config.eval.num_samples)]
     held_out = (data.eval.prompts, data.eval.lengths, data.eval.targets, data.eval.target_lengths)
     eval_fn = lambda s: evaluation.exact_pass_at_k(
-        apply, s.params, *held_out, temperatures=temperatures, ks=ks, pad_id=data.pad_id
+        apply,
+        train_lib.with_frozen(s.params, frozen),
+        *held_out,
+        temperatures=temperatures,
+        ks=ks,
+        pad_id=data.pad_id,
     )
     result = train_lib.train_loop(
         training.state,
@@ -209,12 +464,14 @@ def run_phase(
     if result.resumed_from == training.num_steps and done.exists():
         return json.loads(done.read_text())  # a finished phase: its report stands (no second evaluation)
     save_params(workdir, result.state.params)
-    report = evaluate(apply, result.state.params, model_cfg, data, config.eval)
+    full = train_lib.with_frozen(result.state.params, frozen)
+    report = evaluate(apply, full, policy.model_cfg, data, config.eval, mesh)
     report.update(
         steps=training.num_steps,
         train_seconds=round(train_seconds, 1),
         final_train_metrics=result.metrics,
-        num_params=model_cfg.num_params(),
+        num_params=policy.model_cfg.num_params(),
+        trainable_params=int(sum(x.size for x in jax.tree.leaves(result.state.params))),
         **extra_report,
     )
     reporting.write_json(pathlib.Path(workdir) / "results.json", report)
@@ -229,31 +486,34 @@ def sample_and_score(
     cfg: ml_collections.ConfigDict,
     *,
     temperature: float | None = None,
+    mesh=None,
 ) -> evaluation.Scored:
     """Sample ``cfg.num_samples`` completions per held-out prompt and score them into ``[B, N]`` arrays."""
     sample_cfg = sampling.SampleConfig(
         num_samples=int(cfg.num_samples),
         max_new_tokens=int(data.max_new_tokens),
         temperature=float(cfg.temperature if temperature is None else temperature),
+        top_p=float(cfg.get("top_p", 1.0)),
         chunk=int(cfg.chunk),
     )
     tokens, mask = evaluation.generate(
         apply,
         params,
-        functools.partial(llama.init_cache, model_cfg),
+        make_cache(model_cfg),
         data.eval.prompts,
         data.eval.lengths,
         jax.random.key(int(cfg.seed)),
         sample_cfg,
         stop_tokens=data.stop_tokens,
         pad_id=data.pad_id,
+        mesh=mesh,
     )
     return data.score(tokens, mask)
 
 
-def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.ConfigDict) -> dict:
+def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.ConfigDict, mesh=None) -> dict:
     """Exact pass@k / maj@k curves (mean, SE over held-out problems) of one model, as a JSON-ready dict."""
-    scored = sample_and_score(apply, params, model_cfg, data, cfg)
+    scored = sample_and_score(apply, params, model_cfg, data, cfg, mesh=mesh)
     ks = [k for k in cfg.ks if k <= int(cfg.num_samples)]
     curves = evaluation.curves(scored, ks)
     return {
@@ -264,10 +524,57 @@ def evaluate(apply, params, model_cfg, data: TaskData, cfg: ml_collections.Confi
     }
 
 
-def task_data(cfg: ml_collections.ConfigDict) -> TaskData:
-    """The task named ``cfg.name`` (``multiply``, ``modular_chain``), prepared in ``cfg.data_dir`` once."""
+MATH_TASKS = ("math", "gsm8k")
+
+
+def task_data(cfg: ml_collections.ConfigDict, encoder=None) -> TaskData:
+    """The task named ``cfg.name``, prepared in ``cfg.data_dir`` once: a synthetic arithmetic task
+    (``multiply``, ``add``, ``modular_chain``) or MATH / GSM8K (``math``, ``gsm8k``: needs a checkpoint's
+    chat ``encoder``)."""
+    if cfg.name in MATH_TASKS:
+        if encoder is None:
+            raise ValueError(
+                f"task.name={cfg.name!r} needs a pretrained policy: set model.checkpoint to a local Hugging "
+                "Face directory (its tokenizer and chat template encode the problems)"
+            )
+        return math_task_data(cfg, encoder)
+    valid = sorted([*task_data_lib.TASKS, *MATH_TASKS])
     if cfg.name not in task_data_lib.TASKS:
-        raise ValueError(f"task.name must be one of {sorted(task_data_lib.TASKS)}, got {cfg.name!r}")
+        raise ValueError(f"task.name must be one of {valid}, got {cfg.name!r}")
+    if encoder is not None:
+        raise ValueError(
+            f"task.name={cfg.name!r} has its own character tokenizer; a pretrained model.checkpoint cannot "
+            f"read it (use one of {list(MATH_TASKS)}, or model.checkpoint='')"
+        )
     fields = ("digits", "num_train", "num_eval", "seed", "steps", "modulus", "max_operand")
     task = task_data_lib.ArithmeticTask(str(cfg.name), **{f: int(cfg[f]) for f in fields})
     return task_data_lib.load(task, data_dir=cfg.get("data_dir") or None)
+
+
+def math_task_data(cfg: ml_collections.ConfigDict, encoder) -> TaskData:
+    """``config.task`` of ``configs.common.math_task`` through ``cat_jax.tasks.math_data``."""
+    from cat_jax.tasks import math_data
+
+    if not cfg.manual_dir:
+        raise ValueError(
+            f"task.manual_dir is empty: name the directory holding {cfg.name}'s train.jsonl and test.jsonl"
+        )
+    optional = lambda v: None if v is None else int(v)
+    levels = tuple(cfg.levels) or None
+    task = math_data.MathTask(
+        family=str(cfg.name),
+        manual_dir=str(pathlib.Path(str(cfg.manual_dir)).expanduser()),
+        target=str(cfg.target),
+        train_levels=levels,
+        train_count=optional(cfg.train_count),
+        train_offset=int(cfg.train_offset),
+        train_seed=int(cfg.seed),
+        eval_levels=levels,
+        eval_count=optional(cfg.eval_count),
+        eval_seed=int(cfg.seed),
+        max_len=int(cfg.max_len),
+        max_prompt_tokens=int(cfg.max_prompt_tokens),
+        limit_train_prompts=bool(cfg.limit_train_prompts),
+        max_new_tokens=int(cfg.max_new_tokens),
+    )
+    return math_data.load(task, encoder, data_dir=cfg.get("data_dir") or None)

@@ -1,8 +1,9 @@
 r"""Evaluate trained runs side by side: exact pass@k / maj@k curves, a markdown table and PNG plots.
 
-Each entry of ``config.runs`` (``name -> workdir`` of a finished SFT or RL run) is loaded from its
-``params/`` and sampled ``config.eval.num_samples`` times per held-out problem at every temperature in
-``config.temperatures`` (the temperature-sweep control of EXPERIMENTS.md)::
+Each entry of ``config.runs`` (``name -> workdir`` of a finished SFT or RL run, or ``name=untrained``: the
+pretrained ``model.checkpoint`` itself, the baseline row) is loaded from its ``params/`` and sampled
+``config.eval.num_samples`` times per held-out problem at every temperature in ``config.temperatures``
+(the temperature-sweep control of EXPERIMENTS.md)::
 
     python -m experiments.evaluate --config=configs/eval/arith.py --workdir=/tmp/cat/eval \
         --config.runs="ce=/tmp/cat/ce,passn16=/tmp/cat/passn16"
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import pathlib
 
-import jax
 import ml_collections
 
 from cat_jax import evaluation, operators, reporting
-from cat_jax.models import llama
 from experiments import cli, common
+
+UNTRAINED = "untrained"  # a run "name=untrained": the checkpoint itself (model.checkpoint), no training
 
 
 def parse_runs(spec: str) -> dict[str, str]:
@@ -40,18 +41,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Evaluate every run at every temperature; write JSON, a markdown table and plots; return the JSON."""
     out = pathlib.Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
-    data = common.task_data(config.task)
-    model_cfg = common.model_config(config, data)
-    graphdef, template = llama.init(model_cfg, jax.random.key(0))
-    apply = llama.decoder(graphdef)
+    checkpoint, encoder = None, None
+    if config.model.get("checkpoint"):
+        checkpoint, encoder = common.load_checkpoint(config.model)
+    data = common.task_data(config.task, encoder=encoder)
     ks = [k for k in config.eval.ks if k <= int(config.eval.num_samples)]
     curves: dict[str, dict[str, operators.Curve]] = {}
     for name, path in parse_runs(config.runs).items():
-        params = common.load_params(path, template)
+        # UNTRAINED: the checkpoint as loaded (fresh LoRA adapters are an exact no-op), the baseline row.
+        run_cfg = ml_collections.ConfigDict(
+            {"model": config.model, "init_from": "" if path == UNTRAINED else path}
+        )
+        policy = common.build_policy(run_cfg, data, checkpoint, encoder)
         for t in config.temperatures:
             label = name if len(config.temperatures) == 1 else f"{name} T={t:g}"
             scored = common.sample_and_score(
-                apply, params, model_cfg, data, config.eval, temperature=float(t)
+                policy.apply, policy.full, policy.model_cfg, data, config.eval, temperature=float(t)
             )
             curves[label] = evaluation.curves(scored, ks)
     report = {

@@ -292,7 +292,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             for wd in [root / "pretrain", root / "cond_warmup", *runs("uncond"), *runs("cond")]
         ),
     }
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=TOKENIZER.vocab_size, **config.model.to_dict())
+    model_cfg = common.scratch_model_config(config.model, TOKENIZER.vocab_size)
     graphdef, init_params = llama.init(model_cfg, jax.random.key(int(config.pretrain.seed)))
     apply = llama.decoder(graphdef)
     progress = bool(config.progress)

@@ -22,7 +22,6 @@ import ml_collections
 from cat_jax import advantages as adv
 from cat_jax import losses, rl, sampling, train_lib
 from cat_jax import weights as wts
-from cat_jax.models import llama
 from experiments import cli, common
 
 
@@ -30,11 +29,11 @@ def scheduled_step(make_step, schedule: list[tuple[int, int]], *, metric: str):
     """A host-side step that jits ``make_step(value)`` once per scheduled value and dispatches on the step."""
     compiled = {}
 
-    def step(state, batch):
+    def step(state, batch, *frozen):
         value = common.value_at(schedule, int(jax.device_get(state.step)))
         if value not in compiled:
             compiled[value] = jax.jit(make_step(value), donate_argnums=0)
-        state, metrics = compiled[value](state, batch)
+        state, metrics = compiled[value](state, batch, *frozen)
         return state, {**metrics, metric: value}
 
     return step
@@ -64,18 +63,19 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
         return rl.make_rl_step(
             apply,
             tx,
-            functools.partial(llama.init_cache, phase.model_cfg),
+            common.make_cache(phase.model_cfg),
             rollout=sampling.SampleConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
             weights=w,
             advantages=adv.AdvantageConfig(**config.advantages.to_dict()),
             loss=loss_cfg,
             reward_transform=config.reward.transform,
             transform_k=value if schedules_k else int(config.reward.k),
+            score_fn=data.rl_score_fn(),
             stop_tokens=data.stop_tokens,
             pad_id=data.pad_id,
         )
 
-    step = scheduled_step(make_step, schedule, metric="schedule/value")
+    step = common.with_frozen_step(scheduled_step(make_step, schedule, metric="schedule/value"), phase.frozen)
     extra = {}
     if weights.strategy == "bon" and weights.quantile == "history":
         extra["history"] = adv.RewardHistory.create()

@@ -60,6 +60,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
         step = jax.jit(train_lib.make_train_step(loss_fn, tx), donate_argnums=0)
         state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed))
+        step = common.with_frozen_step(step, phase.frozen)
         return common.Training(state, step, lambda i: examples(rows(i)), num_steps)
 
     return common.run_phase(

@@ -24,6 +24,7 @@ read and written through the same file format with ``ml_dtypes.bfloat16`` numpy 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from cat_jax.models import gpt2, llama
+from cat_jax.tasks.chat import TokenizerConfig, load_tokenizer_config
 from cat_jax.tasks.tokenizers import HFTokenizer
 
 ARCHITECTURES = {
@@ -157,6 +159,12 @@ def _module(config: Config):
     raise ValueError(f"config must be a LlamaConfig or a GPT2Config, got {type(config).__name__}")
 
 
+# Config fields that describe the stored weights: load() cannot override them.
+_WEIGHT_FIELDS = frozenset(
+    {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim"}
+)
+
+
 class Checkpoint(NamedTuple):
     config: Config  # LlamaConfig or GPT2Config
     graphdef: nnx.GraphDef
@@ -164,6 +172,8 @@ class Checkpoint(NamedTuple):
     apply: llama.Decoder
     eos_token_ids: tuple[int, ...]  # stop tokens for the sampler, from config.json / generation_config.json
     tokenizer: HFTokenizer | None  # None without tokenizer.json; .backend is the tokenizers.Tokenizer
+    # tokenizer_config.json: chat template, bos/eos/pad strings, added-token flags (empty when absent).
+    tokenizer_config: TokenizerConfig | None = None
 
 
 def _rope(hf: dict) -> tuple[float, tuple | None]:
@@ -417,14 +427,20 @@ def _weight_files(path: str) -> list[str]:
 
 
 def load_tokenizer(
-    path: str, vocab_size: int | None = None, *, bos_token: int | None = None, eos_token: int | None = None
+    path: str,
+    vocab_size: int | None = None,
+    *,
+    bos_token: int | None = None,
+    eos_token: int | None = None,
+    pad_token: str | None = None,
 ) -> HFTokenizer | None:
     """:class:`~cat_jax.tasks.tokenizers.HFTokenizer` of ``path/tokenizer.json`` (None if absent), checked
-    against the model's ``vocab_size``; ``bos_token`` / ``eos_token`` ids frame ``encode(..., bos, eos)``."""
+    against the model's ``vocab_size``; ``bos_token`` / ``eos_token`` ids frame ``encode(..., bos, eos)``;
+    ``pad_token`` (tokenizer_config.json's) pads, else EOS (SPEC §3.1)."""
     file = os.path.join(path, "tokenizer.json")
     if not os.path.exists(file):
         return None
-    return HFTokenizer(file, bos_token, eos_token, vocab_size=vocab_size)
+    return HFTokenizer(file, bos_token, eos_token, vocab_size=vocab_size, pad_token=pad_token)
 
 
 def _first_id(value) -> int | None:
@@ -443,12 +459,22 @@ def _eos_ids(path: str, hf: dict) -> tuple[int, ...]:
     return tuple(sorted(set(ids)))
 
 
-def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
+def load(path: str, *, param_dtype: str = "float32", **overrides) -> Checkpoint:
     """A local HF directory -> config (:class:`LlamaConfig` or :class:`GPT2Config`, by ``architectures``),
-    params in ``param_dtype``, logits function, EOS ids, tokenizer."""
+    params in ``param_dtype``, logits function, EOS ids, tokenizer and ``tokenizer_config.json``.
+
+    ``overrides``: fields of the config that do not change the weights, e.g. ``compute_dtype`` or ``remat``
+    (those left at None / their default are not set, so a family without the field loads too).
+    """
     with open(os.path.join(path, "config.json")) as f:
         hf = json.load(f)
     config = config_from_hf(hf, param_dtype=param_dtype)
+    fields = {f.name: f.default for f in dataclasses.fields(config)}
+    changed = {k: v for k, v in overrides.items() if k not in fields or v != fields[k]}
+    bad = sorted(set(changed) - set(fields) | set(changed) & _WEIGHT_FIELDS)
+    if bad:
+        raise ValueError(f"load() overrides {bad} are not settable on a {type(config).__name__} checkpoint")
+    config = dataclasses.replace(config, **changed)
     is_gpt2 = isinstance(config, gpt2.GPT2Config)
     graphdef, state = _module(config).abstract(config)
     pure = nnx.to_pure_dict(state)
@@ -486,8 +512,13 @@ def load(path: str, *, param_dtype: str = "float32") -> Checkpoint:
         raise ValueError(f"checkpoint {path} is missing tensors {missing[:5]} ({len(missing)} in all)")
     nnx.replace_by_pure_dict(state, pure)
     bos, eos = (_first_id(hf.get(f"{t}_token_id")) for t in ("bos", "eos"))
-    tokenizer = load_tokenizer(path, config.vocab_size, bos_token=bos, eos_token=eos)
-    return Checkpoint(config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer)
+    settings = load_tokenizer_config(path)
+    tokenizer = load_tokenizer(
+        path, config.vocab_size, bos_token=bos, eos_token=eos, pad_token=settings.pad_token
+    )
+    return Checkpoint(
+        config, graphdef, state, llama.decoder(graphdef), _eos_ids(path, hf), tokenizer, settings
+    )
 
 
 def _has_adapters(tree) -> bool:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import math
 
 import jax
@@ -46,10 +45,6 @@ from cat_jax.models.llama import DTYPES, Cache, Decoder, Linear
 
 # compute_dtype values GPT2Config accepts (None: the parameter dtype).
 COMPUTE_DTYPES = (None, "float32", "bfloat16")
-# Whether llama.Linear takes a separate matmul input dtype (issue 14's compute-dtype policy, written in
-# parallel with this module): then GPT2Config.compute_dtype is passed on to every projection; before it,
-# only compute_dtype in (None, param_dtype) is accepted. Drop the test once both are merged.
-_LINEAR_COMPUTE_DTYPE = "compute_dtype" in inspect.signature(Linear.__init__).parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +53,7 @@ class GPT2Config:
 
     ``intermediate_size`` None means ``4 * hidden_size`` (HF ``n_inner: null``) and is resolved here, so two
     configs of the same model compare equal. ``compute_dtype`` is the matmul input and KV cache dtype of
-    llama's compute-dtype policy (None: the parameter dtype); a dtype other than ``param_dtype`` needs a
-    ``llama.Linear`` that takes ``compute_dtype``.
+    llama's compute-dtype policy (None: the parameter dtype).
     """
 
     vocab_size: int
@@ -92,11 +86,6 @@ class GPT2Config:
             raise ValueError(f"param_dtype must be one of {sorted(DTYPES)}, got {self.param_dtype!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
-        if self.compute_dtype not in (None, self.param_dtype) and not _LINEAR_COMPUTE_DTYPE:
-            raise ValueError(
-                f"compute_dtype={self.compute_dtype!r} differs from param_dtype={self.param_dtype!r}; GPT-2 "
-                "computes in the parameter dtype for now (use compute_dtype=None)"
-            )
         if isinstance(self.layer_norm_eps, bool) or not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 
@@ -170,9 +159,7 @@ class LayerNorm(nnx.Module):
 
 def _linear(config: GPT2Config, din: int, dout: int, rngs: nnx.Rngs) -> Linear:
     # HF Conv1D stores [in, out] with a bias: exactly llama.Linear's kernel layout.
-    if _LINEAR_COMPUTE_DTYPE:
-        return Linear(din, dout, bias=True, dtype=config.dtype, rngs=rngs, compute_dtype=config.compute_dtype)
-    return Linear(din, dout, bias=True, dtype=config.dtype, rngs=rngs)
+    return Linear(din, dout, bias=True, dtype=config.dtype, rngs=rngs, compute_dtype=config.compute_dtype)
 
 
 class Attention(nnx.Module):

@@ -94,6 +94,11 @@ class TaskData:
             "stop_token": jnp.full((len(rows["prompts"]),), np.int32(self.stop_tokens[0])),
         }
 
+    def rl_score_fn(self, split: str = "train") -> rl.ScoreFn:
+        """The RL step's verifier of this task: exact match of a completion with the batch's target."""
+        self.split(split)
+        return rl.exact_match_scores
+
     def candidate_batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Exact-plurality SFT batch of train problems ``idx``: every candidate answer after each prompt.
 

@@ -57,6 +57,8 @@ MODULES = (
     "losses",
     "sampling",
     "models",
+    "gpt2",
+    "plan",
     "train_lib",
     "sharding",
     "rl",

@@ -48,6 +48,7 @@ class _Cli:
 
 
 SFT, RL = "configs/sft/arith.py:smoke", "configs/rl/arith.py:smoke"
+MATH = "configs/sft/math.py:passn_warmup,smoke"
 NOWHERE = "--workdir=/tmp/never_written"
 
 # fmt: off
@@ -80,6 +81,16 @@ CASES = [
     raises("experiments.common.task_data", UNKNOWN, 'task.name="division"',
            lambda: common.task_data(common.load_config(SFT, {"task.name": "division"}).task),
            r"task\.name must be one of .*got 'division'"),
+    raises("experiments.common.policy_and_data", MISSING, 'model.checkpoint="no/such/model"',
+           lambda: common.policy_and_data(common.load_config(MATH, {"model.checkpoint": "no/such/model"})),
+           r"model\.checkpoint='no/such/model' is not a Hugging Face checkpoint directory \(no config\.json",
+           exc=FileNotFoundError),
+    raises("experiments.common.policy_and_data", MISSING, 'task.name="math" with model.checkpoint=""',
+           lambda: common.policy_and_data(common.load_config(MATH)),
+           r"task\.name='math' needs a pretrained policy: set model\.checkpoint"),
+    raises("python -m experiments.sft", UNKNOWN, "--config=configs/sft/math.py:table9",
+           _Cli("experiments.sft", "--config=configs/sft/math.py:table9", NOWHERE),
+           r"unknown phase 'table9'; valid phases:", exc=CliError),
     raises("experiments.evaluate.parse_runs", DTYPE, '"ce:/tmp/x"', lambda: evaluate.parse_runs("ce:/tmp/x"),
            r"runs must look like 'name=workdir,name=workdir', got item 'ce:/tmp/x'"),
     raises("experiments.evaluate.parse_runs", EMPTY, '""', lambda: evaluate.parse_runs(""),

@@ -18,6 +18,15 @@ def _hf_config(**extra) -> dict:
     return base | extra
 
 
+def _limited_call():
+    import jax
+    import jax.numpy as jnp
+
+    graphdef, params = llama.init(llama.LlamaConfig.tiny(num_layers=1), jax.random.key(0))
+    tokens = jnp.zeros((1, 2), jnp.int32)
+    return llama.limit_vocab(llama.decoder(graphdef), 300)(params, tokens, tokens)
+
+
 # fmt: off
 CASES = [
     raises("models.LlamaConfig", STATIC, "hidden_size=0", lambda: llama.LlamaConfig.tiny(hidden_size=0),
@@ -35,9 +44,9 @@ CASES = [
            r"unexpected keyword argument 'hidden_sizes'", exc=TypeError),
     raises("models.convert.load", MISSING, '"no/such/checkpoint"', lambda: convert.load("no/such/checkpoint"),
            r"No such file or directory: 'no/such/checkpoint/config\.json'", exc=FileNotFoundError),
-    raises("models.convert.config_from_hf", UNKNOWN, 'architectures=["GPT2LMHeadModel"]',
-           lambda: convert.config_from_hf({"architectures": ["GPT2LMHeadModel"]}),
-           r"GPT2LMHeadModel"),
+    raises("models.convert.config_from_hf", UNKNOWN, 'architectures=["FalconForCausalLM"]',
+           lambda: convert.config_from_hf({"architectures": ["FalconForCausalLM"]}),
+           r"FalconForCausalLM"),
     raises("models.convert.config_from_hf", TYPO, "an unknown config.json field foo=1",
            lambda: convert.config_from_hf(_hf_config(foo=1)),
            r"unsupported config\.json field foo=1; cat_jax would ignore it, so it refuses"),
@@ -54,5 +63,15 @@ CASES = [
            r"LoRA targets must be a non-empty subset of"),
     raises("models.lora.LoRAConfig", DOMAIN, "alpha=0", lambda: lora.LoRAConfig(alpha=0),
            r"alpha must be a number > 0, got 0"),
+    raises("models.LlamaConfig", UNKNOWN, 'compute_dtype="float16"',
+           lambda: llama.LlamaConfig.tiny(compute_dtype="float16"),
+           r"compute_dtype must be None \(= param_dtype\) or one of \['bfloat16', 'float32'\], "
+           r"got 'float16'"),
+    raises("models.LlamaConfig", UNKNOWN, 'remat="full"', lambda: llama.LlamaConfig.tiny(remat="full"),
+           r"remat must be one of \['none', 'block', 'dots'\], got 'full'"),
+    raises("models.limit_vocab", STATIC, "num_ids=0", lambda: llama.limit_vocab(llama.decoder(None), 0),
+           r"num_ids must be a positive int \(the tokenizer's vocabulary size\), got 0"),
+    raises("models.limit_vocab", DOMAIN, "num_ids=300 on a 256-id model", _limited_call,
+           r"num_ids=300 exceeds the model's vocabulary of 256 logits"),
 ]
 # fmt: on

@@ -1,8 +1,4 @@
-"""Bad inputs of cat_jax.plan: rows of docs/errors.md (see tests/errors/__init__.py).
-
-``MODELS_CASES``: rows of cat_jax.models.llama added with the compute-dtype policy, remat and the vocabulary
-limit, for tests/errors/models.py's ``CASES`` (kept here while that file belongs to another branch).
-"""
+"""Bad inputs of cat_jax.plan: rows of docs/errors.md (see tests/errors/__init__.py)."""
 
 from cat_jax import plan
 from cat_jax.models import llama
@@ -12,15 +8,6 @@ from . import DOMAIN, STATIC, UNKNOWN, raises
 
 def _plan(**kwargs):
     return plan.plan(llama.LlamaConfig.tiny(), **{"batch": 1, "seq_len": 8, **kwargs})
-
-
-def _limited_call():
-    import jax
-    import jax.numpy as jnp
-
-    graphdef, params = llama.init(llama.LlamaConfig.tiny(num_layers=1), jax.random.key(0))
-    tokens = jnp.zeros((1, 2), jnp.int32)
-    return llama.limit_vocab(llama.decoder(graphdef), 300)(params, tokens, tokens)
 
 
 # fmt: off
@@ -40,18 +27,5 @@ CASES = [
            r"batch must be an integer in >= 0, got -1"),
     raises("plan.plan", DOMAIN, "capacity_bytes=0", lambda: _plan(capacity_bytes=0),
            r"capacity_bytes must be > 0 or None, got 0"),
-]
-
-MODELS_CASES = [
-    raises("models.LlamaConfig", UNKNOWN, 'compute_dtype="float16"',
-           lambda: llama.LlamaConfig.tiny(compute_dtype="float16"),
-           r"compute_dtype must be None \(= param_dtype\) or one of \['bfloat16', 'float32'\], "
-           r"got 'float16'"),
-    raises("models.LlamaConfig", UNKNOWN, 'remat="full"', lambda: llama.LlamaConfig.tiny(remat="full"),
-           r"remat must be one of \['none', 'block', 'dots'\], got 'full'"),
-    raises("models.limit_vocab", STATIC, "num_ids=0", lambda: llama.limit_vocab(llama.decoder(None), 0),
-           r"num_ids must be a positive int \(the tokenizer's vocabulary size\), got 0"),
-    raises("models.limit_vocab", DOMAIN, "num_ids=300 on a 256-id model", _limited_call,
-           r"num_ids=300 exceeds the model's vocabulary of 256 logits"),
 ]
 # fmt: on
