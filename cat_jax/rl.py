@@ -75,6 +75,29 @@ def exact_match_scores(
 ScoreFn = Callable[[Array, Array, dict], RolloutScores]
 
 
+def _accumulate(grad_fn, params, batch: dict, key, micro_batches: int):
+    """``grad_fn(params, batch, key)`` of a ``[B, M, ...]`` policy batch, in ``micro_batches`` chunks of the
+    ``B M`` completions, summed (values and gradients); metrics are averaged over the equal chunks."""
+    if micro_batches == 1:
+        return grad_fn(params, batch, key)
+    n = int(batch["num_completions"])
+    if n % micro_batches:
+        raise ValueError(
+            f"micro_batches={micro_batches} must divide the {n} completions of a step (prompts x samples)"
+        )
+    chunk = lambda x: x.reshape(micro_batches, n // micro_batches, *x.shape[2:])
+    chunks = {k: chunk(v) for k, v in batch.items() if k != "num_completions"}
+
+    def body(total, part):
+        (value, metrics), grads = grad_fn(params, {**part, "num_completions": n}, key)
+        return jax.tree.map(jnp.add, total, (value, grads)), metrics
+
+    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    (value, grads), metrics = jax.lax.scan(body, zero, chunks)
+    metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    return (value, {**metrics, "loss/policy": value}), grads
+
+
 def make_rl_step(
     apply: Any,
     tx: optax.GradientTransformation,
@@ -89,6 +112,7 @@ def make_rl_step(
     transform_k: int = 1,
     stop_tokens: tuple[int, ...] = (),
     pad_id: int = 0,
+    micro_batches: int = 1,
 ):
     """``rl_step(state, batch, frozen=None) -> (state, metrics)``; jit it once (``donate_argnums=0``).
 
@@ -102,13 +126,16 @@ def make_rl_step(
     be hashable (``cat_jax.models.decoder(graphdef)``); ``make_cache(rows, slots)`` builds an empty cache.
     ``reward_transform`` (``cat_jax.weights.TRANSFORMS``, e.g. ``"pkpo_pass"`` with ``transform_k``) reshapes
     the rewards before the advantages (PKPO: the sample-level unbiased pass@k objective); the CAT weights
-    always see the verifier's rewards.
+    always see the verifier's rewards. ``micro_batches``: the update's ``B M`` completions are
+    differentiated in that many equal chunks whose gradients are summed (``lax.scan``; the loss is
+    ``sum_i L_i / (B M)``, so the sum is the whole batch's gradient): the activation memory of one chunk.
     """
     if not isinstance(rollout, sampling.SampleConfig):
         raise ValueError(f"rollout must be a sampling.SampleConfig, got {type(rollout).__name__}")
     nx.check_int("num_samples", rollout.num_samples, minimum=2)  # group advantages compare M >= 2 rollouts
     transform = wts.get_transform(reward_transform)
     nx.check_int("transform_k", transform_k, minimum=1, maximum=rollout.num_samples)
+    nx.check_int("micro_batches", micro_batches, minimum=1)
     loss_fn = losses.make_rl_loss_fn(apply, config=loss)
     use_history = weights.strategy == "bon" and weights.quantile == "history"
 
@@ -175,9 +202,10 @@ def make_rl_step(
         if loss.kl_beta > 0:
             reference = train_lib.with_frozen(extra["reference"], frozen)
             rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, reference, tokens, tmask)
-        (value, metrics), grads = jax.value_and_grad(
+        grad_fn = jax.value_and_grad(
             lambda p, b, k: loss_fn(train_lib.with_frozen(p, frozen), b, k), has_aux=True
-        )(state.params, rl_batch, key)
+        )
+        (value, metrics), grads = _accumulate(grad_fn, state.params, rl_batch, key, micro_batches)
         if use_history:
             extra["history"] = history.append(scores.rewards)
         replace = {"extra": extra} if use_history else {}  # only the history changes in extra

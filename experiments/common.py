@@ -348,7 +348,8 @@ def plan_for(
     kv_batch = per_device(int(config.eval.chunk) * int(config.eval.num_samples))
     if "rollout" in config:  # RL: every completion of the step is scored in one update
         rows = int(config.prompts_per_step) * int(config.rollout.num_samples)
-        batch, seq_len, kv_batch = per_device(rows), kv_len, max(kv_batch, per_device(rows))
+        chunk = per_device(rows) // int(config.get("micro_batches", 1))
+        batch, seq_len, kv_batch = max(chunk, 1), kv_len, max(kv_batch, per_device(rows))
     elif "objective" in config:
         batch, seq_len = per_device(config.batch_size), sft_len
     if capacity_bytes is None:

@@ -71,6 +71,7 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
             reward_transform=config.reward.transform,
             transform_k=value if schedules_k else int(config.reward.k),
             score_fn=data.rl_score_fn(),
+            micro_batches=int(config.micro_batches),
             stop_tokens=data.stop_tokens,
             pad_id=data.pad_id,
         )

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from cat_jax import advantages as adv
 from cat_jax import losses, rl, sampling, train_lib
@@ -63,3 +64,24 @@ def test_rl_step_with_frozen_base_and_adapter_reference():
     assert jax.tree.structure(new.params) == jax.tree.structure(ADAPTERS)
     # At step 0 the policy is its reference: the KL term is exactly 0.
     np.testing.assert_allclose(metrics["rl/kl"], 0.0, atol=1e-6)
+
+
+def test_rl_update_in_micro_batches_is_the_whole_batch_gradient():
+    loss_fn = losses.make_rl_loss_fn(APPLY, config=losses.PolicyLossConfig(kl_beta=0.0))
+    grad_fn = jax.value_and_grad(lambda p, b, k: loss_fn((p, MODEL.params), b, k), has_aux=True)
+    key = jax.random.key(0)
+    tokens = jax.random.randint(key, (2, 4, 6), 0, 16)
+    batch = {
+        "tokens": tokens,
+        "mask": jnp.broadcast_to(jnp.arange(6) >= 2, tokens.shape),
+        "advantages": jnp.array([[1.0, -1.0, 0.5, -0.5], [0.2, 0.3, -0.1, -0.4]]),
+        "weights": jnp.array([[1.0, 2.0, 1.0, 0.5], [1.0, 1.0, 3.0, 1.0]]),
+        "num_completions": 8,
+    }
+    (value, _), grads = jax.jit(lambda p: rl._accumulate(grad_fn, p, batch, key, 1))(ADAPTERS)
+    (value4, metrics4), grads4 = jax.jit(lambda p: rl._accumulate(grad_fn, p, batch, key, 4))(ADAPTERS)
+    np.testing.assert_allclose(value4, value, rtol=1e-5)
+    np.testing.assert_allclose(metrics4["loss/policy"], value, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads4, grads)
+    with pytest.raises(ValueError, match="micro_batches=3 must divide the 8 completions"):
+        rl._accumulate(grad_fn, ADAPTERS, batch, key, 3)

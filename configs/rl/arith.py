@@ -89,6 +89,7 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.loss.kl_beta = 0.0  # k3 KL penalty to the frozen start policy (0 = off)
 
     c.prompts_per_step = 32  # B
+    c.micro_batches = 1  # the update differentiates the B x M completions in this many chunks (memory)
     c.steps = 200  # RL updates (one per batch of prompts)
     c.opt = common.optimizer(lr=1e-4, schedule="constant")  # the paper's RL trainer uses no schedule
 

@@ -100,6 +100,9 @@ def get_config(arg: str = "passn_standard") -> ml_collections.ConfigDict:
     c.loss.kl_beta = 0.05 if passn else 0.0
 
     c.prompts_per_step = 4  # B
+    # The update differentiates the B x M completions in this many chunks (SPEC: chunks of 1 completion; the
+    # summed gradient is the same, only the activation memory changes).
+    c.micro_batches = 4
     c.steps = 125 if passn else 75  # one epoch over the RL prompts
     c.opt = common.optimizer(lr=1e-6, schedule="constant", weight_decay=0.01, clip_norm=1.0)
 

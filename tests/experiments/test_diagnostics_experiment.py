@@ -19,7 +19,7 @@ OVERRIDES = {"task.digits": 1}  # answers are the 100 two-digit strings + EOS: s
 def test_smoke_run_writes_files_and_matches_teacher_forced_pass1(tmp_path):
     cfg = common.load_config(CONFIG, OVERRIDES)
     data = common.task_data(cfg.task)
-    model_cfg = llama.LlamaConfig.tiny(vocab_size=data.vocab_size, **cfg.model.to_dict())
+    model_cfg = common.scratch_model_config(cfg.model, data.vocab_size)
     graphdef, params = llama.init(model_cfg, jax.random.key(3))
     common.save_params(tmp_path / "runs" / "ce", params)
     reporting.write_json(tmp_path / "runs" / "ce" / "results.json", {})

@@ -168,7 +168,7 @@ def test_rl_probe_smoke(tmp_path, monkeypatch):
 
     cfg = common.load_config("configs/rl/arith.py:standard,smoke")  # an untrained "warm-up" is enough here
     vocab = common.task_data(cfg.task).vocab_size
-    _, params = llama.init(llama.LlamaConfig.tiny(vocab_size=vocab, **cfg.model.to_dict()), jax.random.key(0))
+    _, params = llama.init(common.scratch_model_config(cfg.model, vocab), jax.random.key(0))
     common.save_params(tmp_path / "sft" / "seed0" / "warmup", params)
     exact = cat_rl.exact_match_scores
 
