@@ -45,8 +45,10 @@ def generate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cfg.num_samples`` completions for each right-padded prompt; host ``(tokens, mask)`` ``[B, N, L]``.
 
-    Prompt chunk ``c`` uses ``fold_in(key, c)`` (so ``chunk`` is part of the seed); ``make_cache(rows,
-    slots)`` builds an empty KV cache. ``mesh``: each chunk's prompts are split over its devices (data
+    Prompt chunk ``c`` uses ``fold_in(key, c)`` (so ``chunk`` is part of the seed), or with
+    ``cfg.samples_per_call`` below ``num_samples`` call ``j`` of the chunk ``fold_in(fold_in(key, c), j)``
+    (the cache then holds ``chunk * samples_per_call`` rows); ``make_cache(rows, slots)`` builds an empty
+    KV cache. ``mesh``: each chunk's prompts are split over its devices (data
     parallel sampling; ``cfg.chunk`` must be a multiple of the device count), with the same samples.
     """
     prompts = np.asarray(prompts, np.int32)
@@ -64,6 +66,7 @@ def generate(
             )
         place = lambda x: sharding.shard_batch(x, mesh)
     slots = p + cfg.max_new_tokens
+    per_call = cfg.samples_per_call or cfg.num_samples
     toks, masks = [], []
     for c, start in enumerate(range(0, b, chunk)):
         rows = prompts[start : start + chunk]
@@ -72,22 +75,32 @@ def generate(
         if real < chunk:  # pad with copies of the first row so every call has the same shape
             rows = np.concatenate([rows, np.repeat(rows[:1], chunk - real, 0)])
             lens = np.concatenate([lens, np.repeat(lens[:1], chunk - real, 0)])
-        out = sampling.sample(
-            apply,
-            params,
-            make_cache(chunk, slots),
-            place(rows),
-            place(lens),
-            jax.random.fold_in(key, c),
-            num_samples=cfg.num_samples,
-            max_new_tokens=cfg.max_new_tokens,
-            strategy=cfg.strategy(),
-            stop_tokens=tuple(stop_tokens),
-            pad_id=pad_id,
-        )
-        toks.append(np.asarray(out.tokens)[:real])
-        masks.append(np.asarray(out.mask)[:real])
+        parts = []
+        for j in range(cfg.num_samples // per_call):
+            # One call per chunk keeps fold_in(key, c); split calls fold in their index as well.
+            call_key = jax.random.fold_in(key, c) if per_call == cfg.num_samples else _fold(key, c, j)
+            parts.append(
+                sampling.sample(
+                    apply,
+                    params,
+                    make_cache(chunk, slots),
+                    place(rows),
+                    place(lens),
+                    call_key,
+                    num_samples=per_call,
+                    max_new_tokens=cfg.max_new_tokens,
+                    strategy=cfg.strategy(),
+                    stop_tokens=tuple(stop_tokens),
+                    pad_id=pad_id,
+                )
+            )
+        toks.append(np.concatenate([np.asarray(o.tokens)[:real] for o in parts], axis=1))
+        masks.append(np.concatenate([np.asarray(o.mask)[:real] for o in parts], axis=1))
     return np.concatenate(toks), np.concatenate(masks)
+
+
+def _fold(key: Array, c: int, j: int) -> Array:
+    return jax.random.fold_in(jax.random.fold_in(key, c), j)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,7 +137,9 @@ class SampleConfig:
 
     ``num_samples`` completions per prompt (the RL step needs >= 2), at most ``max_new_tokens`` each, drawn
     with ``temperature`` / ``top_k`` (0 = off) / ``top_p`` (1 = off) (see :func:`strategy_for`); ``chunk``:
-    prompts per sampler call in ``cat_jax.evaluation.generate`` (the RL step samples its batch in one call).
+    prompts per sampler call in ``cat_jax.evaluation.generate`` (the RL step samples its batch in one call);
+    ``samples_per_call``: that many of each prompt's samples per call (0 = all ``num_samples``): the KV
+    cache holds ``chunk * samples_per_call`` rows.
     """
 
     num_samples: int = 16
@@ -146,12 +148,18 @@ class SampleConfig:
     top_k: int = 0
     top_p: float = 1.0
     chunk: int = 64
+    samples_per_call: int = 0
 
     def __post_init__(self):
         nx.check_int("num_samples", self.num_samples, minimum=1)
         nx.check_int("max_new_tokens", self.max_new_tokens, minimum=1)
         nx.check_int("top_k", self.top_k, minimum=0)
         nx.check_int("chunk", self.chunk, minimum=1)
+        nx.check_int("samples_per_call", self.samples_per_call, minimum=0)
+        if self.samples_per_call and self.num_samples % self.samples_per_call:
+            raise ValueError(
+                f"samples_per_call={self.samples_per_call} must divide num_samples={self.num_samples}"
+            )
         TopP(self.top_p, temperature=self.temperature, k=self.top_k)  # the sampler's own checks and messages
 
     def strategy(self) -> Strategy:

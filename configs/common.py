@@ -89,6 +89,7 @@ def evaluation() -> ml_collections.ConfigDict:
     c.top_p = 1.0  # nucleus truncation (1 = off)
     c.ks = [1, 2, 4, 8, 16, 32, 64]  # budgets of the scaling curves (those <= num_samples are reported)
     c.chunk = 100  # prompts per sampler call
+    c.samples_per_call = 0  # samples of each prompt per call (0 = all num_samples; must divide it)
     c.seed = 1  # sampling key: the same samples for every run evaluated with this config
     return c
 

@@ -345,7 +345,8 @@ def plan_for(
         sft_len = data.train.tokens.shape[1]
     kv_len = prompt_len + new_tokens
     batch, seq_len = 0, 0
-    kv_batch = per_device(int(config.eval.chunk) * int(config.eval.num_samples))
+    per_call = int(config.eval.get("samples_per_call", 0)) or int(config.eval.num_samples)
+    kv_batch = per_device(int(config.eval.chunk) * per_call)
     if "rollout" in config:  # RL: every completion of the step is scored in one update
         rows = int(config.prompts_per_step) * int(config.rollout.num_samples)
         chunk = per_device(rows) // int(config.get("micro_batches", 1))
@@ -496,6 +497,7 @@ def sample_and_score(
         temperature=float(cfg.temperature if temperature is None else temperature),
         top_p=float(cfg.get("top_p", 1.0)),
         chunk=int(cfg.chunk),
+        samples_per_call=int(cfg.get("samples_per_call", 0)),
     )
     tokens, mask = evaluation.generate(
         apply,

@@ -1,6 +1,7 @@
 """Evaluation pipeline: chunked generation, exact curves from scored [B, N] arrays, tables; the exact
 teacher-forced pass@k / maj@k against sequence log-probs and against Monte Carlo votes."""
 
+import dataclasses
 import functools
 
 import jax
@@ -28,6 +29,14 @@ def test_generate_chunks_and_pads():
     # The first chunk does not depend on what the (padded) second chunk holds.
     solo = ev.generate(m.apply, m.params, make_cache, prompts[:2], lengths[:2], jax.random.key(0), cfg)
     np.testing.assert_array_equal(tokens[:2], solo[0])
+    # Two samples of each prompt per call: call j of chunk c draws with fold_in(fold_in(key, c), j).
+    split = dataclasses.replace(cfg, samples_per_call=2)
+    halves, _ = ev.generate(m.apply, m.params, make_cache, prompts, lengths, jax.random.key(0), split)
+    assert halves.shape == (3, 4, 3)
+    one = dataclasses.replace(cfg, num_samples=2)
+    key01 = jax.random.fold_in(jax.random.key(0), 0)
+    first, _ = ev.generate(m.apply, m.params, make_cache, prompts[:2], lengths[:2], key01, one)
+    np.testing.assert_array_equal(halves[:2, :2], first)  # chunk 0, call 0 (one chunk: fold_in(key01, 0))
 
 
 def test_curves_match_operators_and_table():

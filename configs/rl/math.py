@@ -62,6 +62,7 @@ def get_config(arg: str = "passn_standard") -> ml_collections.ConfigDict:
     c.task.max_new_tokens = 300 if passn else 512
 
     c.model = common.model()
+    c.model.remat = "block"  # SPEC: gradient checkpointing (without it Maj@8's update needs ~100 GiB: --plan)
     c.model.lora = common.lora(rank=16, alpha=32.0, targets=("q", "v"))
 
     c.rollout = ml_collections.ConfigDict()
@@ -120,6 +121,7 @@ def get_config(arg: str = "passn_standard") -> ml_collections.ConfigDict:
         c.task.train_count, c.task.train_offset, c.task.eval_count = 8, 4, 4
         c.task.max_prompt_tokens, c.task.max_new_tokens = 128, 8
         c.model.lora.rank = 4
+        c.model.remat = "none"
         c.rollout.num_samples = 4
         c.weights.n = min(n, 4)
         c.prompts_per_step, c.steps = 2, 2

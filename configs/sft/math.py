@@ -94,7 +94,9 @@ def get_config(arg: str = "passn_warmup") -> ml_collections.ConfigDict:
     c.eval.num_samples = 64 if passn else 128  # Table 2 / Table 3 presets (SPEC §3.5)
     c.eval.temperature, c.eval.top_p = 0.8, 0.95
     c.eval.ks = [1, 4, 8, 16, 32, 64] + ([] if passn else [128])
-    c.eval.chunk = 8  # prompts per sampler call (x num_samples rows)
+    # Prompts per sampler call (x num_samples rows): a 7B model's KV cache is 128 KiB per row and slot, so
+    # 2 x 64 (or 1 x 128) rows of 1,024 slots take 16 GiB (--plan); with a mesh, a multiple of its devices.
+    c.eval.chunk = 2 if passn else 1
     c.eval.seed = 42
     c.mesh = common.mesh()
     c.mesh.devices = 0  # every visible device (data parallel)
