@@ -1,4 +1,4 @@
-"""Test-wide JAX set-up: CPU only, 8 fake devices, -O0 compiles, strict rank promotion, runtime shape checks.
+"""Test-wide JAX set-up: CPU only, 8 fake devices, strict rank promotion, runtime shape checks.
 
 The environment variables must be set before jax is imported anywhere, so this file sets them first.
 """
@@ -6,19 +6,9 @@ The environment variables must be set before jax is imported anywhere, so this f
 import os
 
 os.environ["JAX_PLATFORMS"] = "cpu"
-# XLA's lowest backend (LLVM) optimisation level by default (a user's own XLA_FLAGS come after it): the
-# suite's programs are tiny, so compiling them is most of its time, and -O0 compiles them in 20-40% less CPU
-# time (tests/test_sampling.py, test_lora.py, test_rl.py: 84 -> 51 s). Same programs, plainer machine code.
-# Processes the tests start (experiments, the notebook's kernel) inherit it.
-os.environ["XLA_FLAGS"] = " ".join(
-    flag
-    for flag in (
-        "--xla_backend_optimization_level=0",
-        os.environ.get("XLA_FLAGS", ""),
-        "--xla_force_host_platform_device_count=8",
-    )
-    if flag
-)
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 
 from jaxtyping import install_import_hook
 
