@@ -15,9 +15,12 @@ from cat_jax.models import llama
 from cat_jax.tasks import arithmetic, tokenizers
 from cat_jax.testing import tiny_model
 
+# One layer at width 32: what is tested is chunking and the exact curves, not the model (1/4 the compile).
+SMALL = dict(vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1)
+
 
 def test_generate_chunks_and_pads():
-    m = tiny_model()
+    m = tiny_model(**SMALL)
     prompts = np.array([[1, 5, 6, 0], [1, 7, 0, 0], [1, 8, 9, 10]], np.int32)
     lengths = np.array([3, 2, 4], np.int32)
     cfg = sampling.SampleConfig(num_samples=4, max_new_tokens=3, chunk=2)
@@ -56,7 +59,7 @@ def test_curves_match_operators_and_table():
 
 
 def test_exact_pass_at_k_matches_sequence_log_probs():
-    m = tiny_model()
+    m = tiny_model(**SMALL)
     prompts = np.array([[1, 5, 6, 0], [1, 7, 0, 0], [1, 8, 9, 10]], np.int32)
     lengths = np.array([3, 2, 4], np.int32)
     targets = np.array([[3, 4, 2], [5, 2, 0], [2, 0, 0]], np.int32)  # answer + stop token 2, padded

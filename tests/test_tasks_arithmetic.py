@@ -13,6 +13,21 @@ def test_multiplication_space():
     assert len({p.answer for p in probs}) > 2000
 
 
+def test_operand_grids_are_the_eager_lists_made_on_demand():
+    for make, grid in (
+        (ar.multiplication_problem, ar.multiplication_problems),
+        (ar.addition_problem, ar.addition_problems),
+    ):
+        r = range(10, 100)
+        eager = [make(a, b, 2) for a in r for b in r]  # the fixed order: a major, b minor
+        lazy = grid(2)
+        assert len(lazy) == len(eager) == 8100 and list(lazy) == eager
+        assert lazy[-1] == eager[-1] and lazy[5:40:7] == eager[5:40:7] and lazy[::-999] == eager[::-999]
+        with pytest.raises(IndexError, match="out of range for 8100"):
+            lazy[8100]
+    assert len(ar.addition_problems(3)) == 810_000 and ar.addition_problems(3)[901].prompt == "101+101="
+
+
 def test_checker_exact():
     p = ar.multiplication_problem(10, 10)
     assert p.answer == "0100"

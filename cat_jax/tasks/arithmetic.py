@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -66,10 +67,34 @@ def multiplication_problem(a: int, b: int, digits: int = 2) -> Problem:
     return _two_operand(a, b, digits, "x", a * b, 2 * digits, f"mul{digits}")
 
 
-def multiplication_problems(digits: int = 2) -> list[Problem]:
-    """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits)."""
-    r = _digit_range(digits)
-    return [multiplication_problem(a, b, digits) for a in r for b in r]
+class OperandGrid(Sequence[Problem]):
+    """Each ``a <op> b`` of ``digits``-digit operands, in a fixed order (``a`` major), made on demand.
+
+    A read-only sequence (``len``, indexing, slicing, iteration): a split of three-digit addition draws 50 of
+    810,000 problems, and building only those is what keeps a dataset's preparation (and the tests) fast.
+    """
+
+    def __init__(self, make: Callable[[int, int, int], Problem], digits: int):
+        self._make, self._digits, self._range = make, digits, _digit_range(digits)
+
+    def __len__(self) -> int:
+        return len(self._range) ** 2
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"problem index {index} out of range for {len(self)} problems")
+        a, b = divmod(i, len(self._range))
+        return self._make(self._range[a], self._range[b], self._digits)
+
+
+def multiplication_problems(digits: int = 2) -> OperandGrid:
+    """All ``digits``-by-``digits`` products in a fixed order (8,100 for two digits), a lazy sequence."""
+    return OperandGrid(multiplication_problem, digits)
 
 
 def addition_problem(a: int, b: int, digits: int = 3) -> Problem:
@@ -81,10 +106,10 @@ def addition_problem(a: int, b: int, digits: int = 3) -> Problem:
     return _two_operand(a, b, digits, "+", a + b, digits + 1, f"add{digits}")
 
 
-def addition_problems(digits: int = 3) -> list[Problem]:
-    """All ``digits``-digit + ``digits``-digit sums in a fixed order (810,000 for three digits)."""
-    r = _digit_range(digits)
-    return [addition_problem(a, b, digits) for a in r for b in r]
+def addition_problems(digits: int = 3) -> OperandGrid:
+    """All ``digits``-digit + ``digits``-digit sums in a fixed order (810,000 for three digits), a lazy
+    sequence."""
+    return OperandGrid(addition_problem, digits)
 
 
 def modular_chain_problem(start: int, ops: Sequence[tuple[str, int]], modulus: int) -> Problem:
