@@ -41,11 +41,14 @@ def test_sft_warmup_then_branch(tmp_path):
 
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_rl_smoke(tmp_path):
-    # With a KL term: the frozen reference must not share the (donated) parameters' buffers.
-    cfg = common.load_config("configs/rl/arith.py:passn4_log,smoke", {"loss.kl_beta": 0.1})
+    # With a KL term: the frozen reference must not share the (donated) parameters' buffers. The untrained
+    # smoke model gets every answer wrong, so the all-wrong penalty gives the first update a gradient; a
+    # large step then moves the policy off its reference and the second step's KL is clearly positive.
+    overrides = {"loss.kl_beta": 0.1, "opt.lr": 0.05, "advantages.all_wrong_penalty": 0.5}
+    cfg = common.load_config("configs/rl/arith.py:passn4_log,smoke", overrides)
     report = rl.run(cfg, str(tmp_path / "a"))
     assert report["steps"] == 2 and "weights/mean" in report["final_train_metrics"]
-    assert report["final_train_metrics"]["rl/kl"] > 0
+    assert report["final_train_metrics"]["rl/kl"] > 1e-6
     # PKPO with its k on a schedule: one compiled step per scheduled value, the value logged per step.
     cfg = common.load_config("configs/rl/arith.py:pkpo4,smoke", {"n_schedule": "0:2,1:4"})
     rl.run(cfg, str(tmp_path / "b"))
