@@ -122,8 +122,9 @@ def text_sft_arrays(pairs: Sequence[tuple[str, str]], tokenizer) -> dict[str, np
 
 def text_prompt_arrays(pairs: Sequence[tuple[str, str]], tokenizer) -> dict[str, np.ndarray]:
     """Right-padded ``protein.conditional_prompt(input)`` ids (``tokenizer.encode``, no special tokens)
-    ``prompts`` ``[N, longest]`` with their ``lengths`` and ``input_index`` (each row's pair, which the
-    decoded-text scorer reads: ``protein.host_score_fn``)."""
+    ``prompts`` ``[N, longest]`` with their ``lengths``, ``input_index`` (each row's pair, which the
+    decoded-text scorer reads: ``protein.host_score_fn``) and the input's residue and hydrophobic counts
+    (``input_length``, ``input_hydrophobic``), as :func:`prompt_arrays`."""
     prompts = [tokenizer.encode(protein.conditional_prompt(src)) for src, _ in pairs]
     out = np.full((len(pairs), max(map(len, prompts))), tokenizer.pad_id, np.int32)
     for i, p in enumerate(prompts):
@@ -132,6 +133,8 @@ def text_prompt_arrays(pairs: Sequence[tuple[str, str]], tokenizer) -> dict[str,
         "prompts": out,
         "lengths": np.array([len(p) for p in prompts], np.int32),
         "input_index": np.arange(len(pairs), dtype=np.int32),
+        "input_length": np.array([len(src) for src, _ in pairs], np.int32),
+        "input_hydrophobic": np.array([sum(c in protein.HYDROPHOBIC for c in s) for s, _ in pairs], np.int32),
     }
 
 
