@@ -112,7 +112,7 @@ class Setup(NamedTuple):
     bos_id: int  # the unconditional prompt (one token)
     score_fns: dict  # setting -> cat_jax.rl.ScoreFn of the RL step
     pool_scores: Callable  # (tokens, mask, prompts, *, setting) -> {"rewards", "h", "length"} [B, N]
-    description: str  # the report's "Model:" line
+    description: str  # the report's "Model:" line ("": the from-scratch model's)
     pretrains: bool  # True: the initial model is pre-trained here (scratch); False: a checkpoint
 
 
@@ -130,7 +130,7 @@ def scratch_setup(config: ml_collections.ConfigDict) -> Setup:
         BOS,
         {setting: functools.partial(scores, setting=setting) for setting in SETTINGS},
         token_pool_scores,
-        f"{model_cfg.num_params():,}-parameter Llama-style protein LM pre-trained from scratch",
+        "",  # the report's default line (results.json as before checkpoints existed)
         True,
     )
 
