@@ -124,9 +124,9 @@ def write_tokenizer(path, family: str) -> dict[str, int]:
 
 
 def write_checkpoint(path, family: str = "llama", *, seed: int = 0, padded_vocab: int = 128, **overrides):
-    """A tiny random Hugging Face checkpoint directory of ``family`` (llama | mistral | qwen2): config.json,
-    model.safetensors, generation_config.json and :func:`write_tokenizer`'s files; the embedding has
-    ``padded_vocab`` rows, more than the tokenizer's ids (the padding rows real checkpoints carry)."""
+    """A tiny random Hugging Face checkpoint directory of ``family`` (llama | mistral | qwen2 | gpt2):
+    config.json, model.safetensors, generation_config.json and :func:`write_tokenizer`'s files; the embedding
+    has ``padded_vocab`` rows, more than the tokenizer's ids (the padding rows real checkpoints carry)."""
     import dataclasses
     import json
     import pathlib
@@ -136,6 +136,8 @@ def write_checkpoint(path, family: str = "llama", *, seed: int = 0, padded_vocab
     path = pathlib.Path(path)
     ids = write_tokenizer(path, family)
     _, bos, eos = _SPECIALS[family]
+    if family == "gpt2":
+        return _write_gpt2(path, ids[eos], seed=seed, padded_vocab=padded_vocab, **overrides)
     base = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2)
     config = llama.LlamaConfig.tiny(
         vocab_size=padded_vocab, qkv_bias=family == "qwen2", **{**base, **overrides}
@@ -150,6 +152,24 @@ def write_checkpoint(path, family: str = "llama", *, seed: int = 0, padded_vocab
     (path / "config.json").write_text(json.dumps(hf, indent=1))
     (path / "generation_config.json").write_text(json.dumps({"eos_token_id": ids[eos]}))
     return dataclasses.replace(config)
+
+
+def _write_gpt2(path, eos_id: int, *, seed: int, padded_vocab: int, **overrides):
+    """A tiny ``GPT2LMHeadModel`` (ProtGPT2's family): ``<|endoftext|>`` is BOS, EOS and (unnamed) pad."""
+    import json
+
+    from cat_jax.models import convert, gpt2
+
+    base = dict(hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=128)
+    config = gpt2.GPT2Config.tiny(vocab_size=padded_vocab, **{**base, **overrides})
+    _, params = gpt2.init(config, jax.random.key(seed))
+    params = jax.tree.map(lambda x: x * 4 if x.ndim == 2 else x, params)  # peaked, not uniform, logits
+    convert.save(str(path), config, params)
+    hf = json.loads((path / "config.json").read_text())
+    hf.update(bos_token_id=eos_id, eos_token_id=eos_id)
+    (path / "config.json").write_text(json.dumps(hf, indent=1))
+    (path / "generation_config.json").write_text(json.dumps({"eos_token_id": eos_id}))
+    return config
 
 
 def write_math_jsonl(path, *, num_train: int = 24, num_test: int = 8, seed: int = 0) -> None:

@@ -20,6 +20,15 @@ Rewards are SPEC §3.4's on token ids inside the jitted RL step (``cat_jax.tasks
 ``unconditional_rewards`` / ``conditional_rewards``, equal to its Python references on the decoded text).
 Every phase auto-resumes from its folder under the workdir; outputs (``results.json``, ``table.md``,
 ``best_of_k.png``, ``hydrophobicity.png``) go to ``config.results_dir``.
+
+**With ``config.model.checkpoint``** (a local ``GPT2LMHeadModel`` directory such as ProtGPT2; the paper's
+setting, ``configs/protein/protein.py:paper``): no pre-training, the checkpoint is the initial model and the
+"Pre-trained LM" row; full-model fine-tuning (float32 masters, the config's compute dtype); the checkpoint's
+tokenizer lays out SPEC §3.4's text (unconditional prompt = one BOS token, EOS if it has none; conditional
+prompt ``"Input: " + seq + " \n Output:"``, warm-up rows prompt + " " + target + EOS, everything after the
+prompt supervised: ``protein_data.text_sft_arrays``); sampling stops at its EOS ids; rewards are the Python
+references on the decoded text, on the host inside the jitted RL step (``protein.host_score_fn``) and in the
+evaluation alike.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from __future__ import annotations
 import functools
 import pathlib
 import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,27 +88,154 @@ _jit_counts = jax.jit(protein.residue_counts)
 _jit_rewards = jax.jit(rewards, static_argnames="setting")
 
 
+def token_pool_scores(tokens: np.ndarray, mask: np.ndarray, prompts: dict, *, setting: str) -> dict:
+    """Rewards, hydrophobicity (NaN: no residue or not a protein) and length ``[B, N]`` of char-vocabulary
+    samples."""
+    r = _jit_rewards(tokens, mask, prompts, setting=setting)
+    n, c, invalid = (np.asarray(x) for x in _jit_counts(tokens, mask))
+    h = np.where((n > 0) & ~invalid, c / np.maximum(n, 1), np.nan)
+    return {"rewards": np.asarray(r, np.float64), "h": h, "length": n}
+
+
+# ----------------------------------------------------------------------------- the model of a run
+
+
+class Setup(NamedTuple):
+    """What differs between the from-scratch char-level model and a checkpoint with its own tokenizer."""
+
+    model_cfg: Any
+    apply: Any  # hashable logits function (jit-static)
+    params: Any  # scratch: the initialisation pre-training starts from; checkpoint: the initial model
+    make_cache: Callable  # make_cache(rows, slots): an empty KV cache
+    pad_id: int
+    stop_tokens: tuple[int, ...]  # sampling stops at these
+    bos_id: int  # the unconditional prompt (one token)
+    score_fns: dict  # setting -> cat_jax.rl.ScoreFn of the RL step
+    pool_scores: Callable  # (tokens, mask, prompts, *, setting) -> {"rewards", "h", "length"} [B, N]
+    description: str  # the report's "Model:" line ("": the from-scratch model's)
+    pretrains: bool  # True: the initial model is pre-trained here (scratch); False: a checkpoint
+
+
+def scratch_setup(config: ml_collections.ConfigDict) -> Setup:
+    """The tiny Llama-style model on ``protein.tokenizer()``, token-id rewards inside the RL step."""
+    model_cfg = common.scratch_model_config(config.model, TOKENIZER.vocab_size)
+    graphdef, init_params = llama.init(model_cfg, jax.random.key(int(config.pretrain.seed)))
+    return Setup(
+        model_cfg,
+        llama.decoder(graphdef),
+        init_params,
+        functools.partial(llama.init_cache, model_cfg),
+        PAD,
+        (EOS,),
+        BOS,
+        {setting: functools.partial(scores, setting=setting) for setting in SETTINGS},
+        token_pool_scores,
+        "",  # the report's default line (results.json as before checkpoints existed)
+        True,
+    )
+
+
+def _load_checkpoint(model: ml_collections.ConfigDict):
+    """``common.load_checkpoint(model)`` for a full fine-tune, without a chat template (SPEC §3.4: raw text).
+
+    The "plain" template only lets the loader build its encoder (whose ``stop_tokens`` end sampling); no
+    prompt is rendered with it. The remat policy is passed on only when set (GPT-2 has none; the loader
+    passes it unconditionally, which ``convert.load`` refuses for a ``GPT2Config``).
+    """
+    from cat_jax.models import convert
+    from cat_jax.tasks import chat
+
+    if common.lora_config(model) is not None:
+        raise ValueError(
+            f"model.lora.rank={int(model.lora.rank)}: the protein experiment fine-tunes the whole checkpoint "
+            "(SPEC §3.4); set model.lora.rank=0"
+        )
+    path = pathlib.Path(str(model.checkpoint)).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.checkpoint={str(model.checkpoint)!r} is not a Hugging Face checkpoint directory "
+            "(no config.json there)"
+        )
+    compute = common.resolve_dtype(model.compute_dtype)
+    remat = {} if str(model.remat) == "none" else {"remat": str(model.remat)}
+    ckpt = convert.load(
+        str(path), param_dtype="float32", compute_dtype=None if compute == "float32" else compute, **remat
+    )
+    if ckpt.tokenizer is None:
+        raise FileNotFoundError(f"model.checkpoint={str(path)!r} has no tokenizer.json")
+    if ckpt.tokenizer.eos_id is None:
+        raise ValueError(f"model.checkpoint={str(path)!r} names no eos_token_id in config.json")
+    encoder = chat.chat_encoder(
+        ckpt.tokenizer, ckpt.tokenizer_config, str(model.chat_template) or "plain", ckpt.eos_token_ids
+    )
+    return ckpt, encoder
+
+
+def checkpoint_setup(config: ml_collections.ConfigDict, ckpt, encoder, pairs: dict) -> Setup:
+    """A checkpoint's policy (``common.build_policy``: full fine-tuning, the vocabulary limit) and the
+    decoded-text rewards of its samples; ``pairs``: the conditional (input, target) pairs per split."""
+    policy = common.build_policy(config, None, ckpt, encoder)
+    tok = ckpt.tokenizer
+    stops = tuple(encoder.stop_tokens)
+    inputs = {split: [src for src, _ in pairs[split]] for split in ("train", "test")}
+
+    def pool_scores(tokens, mask, prompts, *, setting):
+        texts = protein.completion_texts(tokens, mask, tok.decode, stops)
+        rows = None if setting == "uncond" else [inputs["test"][int(i)] for i in prompts["input_index"]]
+        length, h = protein.text_stats(texts)
+        return {"rewards": protein.text_rewards(texts, rows), "h": h, "length": length}
+
+    return Setup(
+        policy.model_cfg,
+        policy.apply,
+        policy.params,
+        common.make_cache(policy.model_cfg),
+        tok.pad_id,
+        stops,
+        tok.bos_id if tok.bos_id is not None else tok.eos_id,
+        {
+            "uncond": protein.host_score_fn(tok.decode, stops),
+            "cond": protein.host_score_fn(tok.decode, stops, inputs=inputs["train"]),
+        },
+        pool_scores,
+        f"{policy.model_cfg.num_params():,}-parameter checkpoint {config.model.checkpoint} "
+        f"({type(policy.model_cfg).__name__}), fully fine-tuned",
+        False,
+    )
+
+
 # ----------------------------------------------------------------------------- data
 
 
-def read_data(config: ml_collections.ConfigDict) -> dict:
+def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
     """Every array of the run, read through ``CatProtein`` (prepared once in ``config.data_dir``).
 
     ``corpus``: the pre-training sequences; ``pretrain`` / ``cond_warmup``: SFT ``tokens``/``labels``;
-    ``cond_train`` / ``cond_test``: the RL and held-out prompts with their input counts.
+    ``cond_train`` / ``cond_test``: the RL and held-out prompts with their input counts; ``pairs``: the
+    conditional (input, target) pairs per split. With a checkpoint's ``tokenizer``: SPEC §3.4's text layout
+    of it, and no corpus (nothing is pre-trained).
     """
     data_dir = config.get("data_dir") or None
-    pre = config.pretrain
-    corpus = protein_data.read_corpus(
-        int(pre.num_sequences), seed=int(pre.corpus_seed), max_len=int(pre.max_len), data_dir=data_dir
-    )
     sizes = {
         "warmup": int(config.cond_warmup.num_pairs),
         "train": int(config.cond.num_train_prompts),
         "test": int(config.eval.cond_prompts),
     }
     pairs = protein_data.read_pairs(sizes, data_dir=data_dir)
+    if tokenizer is not None:
+        return {
+            "corpus": None,
+            "pairs": pairs,
+            "cond_warmup": protein_data.text_sft_arrays(pairs["warmup"], tokenizer),
+            "cond_train": protein_data.text_prompt_arrays(pairs["train"], tokenizer),
+            "cond_test": protein_data.text_prompt_arrays(pairs["test"], tokenizer),
+        }
+    pre = config.pretrain
+    corpus = protein_data.read_corpus(
+        int(pre.num_sequences), seed=int(pre.corpus_seed), max_len=int(pre.max_len), data_dir=data_dir
+    )
     return {
+        "pairs": pairs,
         "corpus": corpus,
         "pretrain": protein_data.sft_arrays([("", s) for s in corpus]),
         "cond_warmup": protein_data.sft_arrays(pairs["warmup"]),
@@ -172,32 +310,30 @@ def weight_config(branch: str, *, quantile: str, normalize: bool = True) -> wts.
     return wts.WeightConfig(strategy="bon", n=int(branch[3:]), normalize=normalize, quantile=quantile)
 
 
-def make_protein_rl_step(cfg, branch: str, *, setting: str, apply, model_cfg):
+def make_protein_rl_step(cfg, branch: str, *, setting: str, setup: Setup):
     """The jitted CAT RL step of one branch of ``setting`` (uncond | cond) and its optimizer."""
     tx = train_lib.make_optimizer(common.optimizer_config(cfg.opt, total_steps=int(cfg.steps)))
     step = rl.make_rl_step(
-        apply,
+        setup.apply,
         tx,
-        functools.partial(llama.init_cache, model_cfg),
+        setup.make_cache,
         rollout=sampling.SampleConfig(**cfg.rollout.to_dict()),
         weights=weight_config(branch, **cfg.weights.to_dict()),
         advantages=adv.AdvantageConfig(**cfg.advantages.to_dict()),
         loss=losses.PolicyLossConfig(**cfg.loss.to_dict()),
-        score_fn=functools.partial(scores, setting=setting),
-        stop_tokens=(EOS,),
-        pad_id=PAD,
+        score_fn=setup.score_fns[setting],
+        stop_tokens=setup.stop_tokens,
+        pad_id=setup.pad_id,
     )
     return jax.jit(step, donate_argnums=0), tx
 
 
-def rl_phase(cfg, branch, seed, params, workdir, *, setting, batches, compiled, progress, apply, model_cfg):
+def rl_phase(cfg, branch, seed, params, workdir, *, setting, batches, compiled, progress, setup):
     """One RL run from ``params`` (also the frozen KL reference); the compiled step is shared across seeds."""
     if _finished(workdir):
         return common.load_params(workdir, params)
     if (setting, branch) not in compiled:
-        compiled[setting, branch] = make_protein_rl_step(
-            cfg, branch, setting=setting, apply=apply, model_cfg=model_cfg
-        )
+        compiled[setting, branch] = make_protein_rl_step(cfg, branch, setting=setting, setup=setup)
     step, tx = compiled[setting, branch]
     extra = {"reference": _copy(params)}
     w = weight_config(branch, **cfg.weights.to_dict())
@@ -215,7 +351,8 @@ def rl_setting(config, setting: str, init_params, prompts: dict, root: pathlib.P
     """
     cfg = config[setting]
     b = int(cfg.prompts_per_step)
-    fixed = {"prompts": jnp.full((b, 1), BOS, jnp.int32), "lengths": jnp.ones((b,), jnp.int32)}
+    bos = kw["setup"].bos_id
+    fixed = {"prompts": jnp.full((b, 1), bos, jnp.int32), "lengths": jnp.ones((b,), jnp.int32)}
     models: dict = {}
     for branch in cfg.branches:
         for seed in cfg.seeds:
@@ -232,7 +369,7 @@ def rl_setting(config, setting: str, init_params, prompts: dict, root: pathlib.P
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(apply, params, model_cfg, prompts, *, setting, config, path: pathlib.Path) -> dict:
+def evaluate_model(setup: Setup, params, prompts, *, setting, config, path: pathlib.Path) -> dict:
     """Rewards and hydrophobicity ``[B, N]`` of a model's samples (cached in ``path``, an ``.npz``).
 
     Sampled with the setting's training rollout settings, one key (``config.eval.seed``) for every model.
@@ -249,20 +386,17 @@ def evaluate_model(apply, params, model_cfg, prompts, *, setting, config, path: 
         }
     )
     tokens, mask = evaluation.generate(
-        apply,
+        setup.apply,
         params,
-        functools.partial(llama.init_cache, model_cfg),
+        setup.make_cache,
         prompts["prompts"],
         prompts["lengths"],
         jax.random.key(int(config.eval.seed)),
         sample_cfg,
-        stop_tokens=(EOS,),
-        pad_id=PAD,
+        stop_tokens=setup.stop_tokens,
+        pad_id=setup.pad_id,
     )
-    r = _jit_rewards(tokens, mask, prompts, setting=setting)
-    n, c, invalid = (np.asarray(x) for x in _jit_counts(tokens, mask))
-    h = np.where((n > 0) & ~invalid, c / np.maximum(n, 1), np.nan)
-    out = {"rewards": np.asarray(r, np.float64), "h": h, "length": n}
+    out = setup.pool_scores(tokens, mask, prompts, setting=setting)
     if reporting.is_writer():  # one cache file per model, written once in a multi-process run
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **out)
@@ -281,9 +415,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     runs = lambda setting: [
         root / setting / b / f"seed{s}" for b in config[setting].branches for s in config[setting].seeds
     ]
+    pretrained_checkpoint = bool(config.model.get("checkpoint"))
     # Which phases do work in this call (the others resume from disk and keep their stored wall time).
     fresh = {
-        "pretrain": not _finished(root / "pretrain"),
+        "pretrain": not pretrained_checkpoint and not _finished(root / "pretrain"),
         "uncond_rl": not all(map(_finished, runs("uncond"))),
         "cond_warmup": not _finished(root / "cond_warmup"),
         "cond_rl": not all(map(_finished, runs("cond"))),
@@ -292,18 +427,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             for wd in [root / "pretrain", root / "cond_warmup", *runs("uncond"), *runs("cond")]
         ),
     }
-    model_cfg = common.scratch_model_config(config.model, TOKENIZER.vocab_size)
-    graphdef, init_params = llama.init(model_cfg, jax.random.key(int(config.pretrain.seed)))
-    apply = llama.decoder(graphdef)
     progress = bool(config.progress)
-    shared = {"compiled": {}, "progress": progress, "apply": apply, "model_cfg": model_cfg}
 
+    # "pretrain": pre-training from scratch, or loading the checkpoint (its wall time includes the data).
     t = time.perf_counter()
-    arrays = read_data(config)  # every phase's data (seconds, counted in pre-training's wall time)
-    pretrained = sft_phase(
-        config.pretrain, arrays["pretrain"], init_params, root / "pretrain", apply=apply, progress=progress
-    )
+    if pretrained_checkpoint:
+        ckpt, encoder = _load_checkpoint(config.model)
+        arrays = read_data(config, ckpt.tokenizer)
+        setup = checkpoint_setup(config, ckpt, encoder, arrays["pairs"])
+        pretrained = setup.params
+    else:
+        setup = scratch_setup(config)
+        arrays = read_data(config)  # every phase's data (seconds, counted in pre-training's wall time)
+        pretrained = sft_phase(
+            config.pretrain,
+            arrays["pretrain"],
+            setup.params,
+            root / "pretrain",
+            apply=setup.apply,
+            progress=progress,
+        )
     timings["pretrain"] = time.perf_counter() - t
+    shared = {"compiled": {}, "progress": progress, "setup": setup}
 
     t = time.perf_counter()
     models = {"uncond": {report_lib.REFERENCES["uncond"]: [(None, root / "pretrain", pretrained)]}}
@@ -316,7 +461,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         arrays["cond_warmup"],
         pretrained,
         root / "cond_warmup",
-        apply=apply,
+        apply=setup.apply,
         progress=progress,
     )
     timings["cond_warmup"] = time.perf_counter() - t
@@ -328,11 +473,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     t = time.perf_counter()
     prompts = {
-        "uncond": {"prompts": np.full((1, 1), BOS, np.int32), "lengths": np.ones(1, np.int32)},
+        "uncond": {"prompts": np.full((1, 1), setup.bos_id, np.int32), "lengths": np.ones(1, np.int32)},
         "cond": arrays["cond_test"],
     }
     pools = lambda setting, wd, params: evaluate_model(
-        apply, params, model_cfg, prompts[setting], setting=setting, config=config, path=wd / "eval.npz"
+        setup, params, prompts[setting], setting=setting, config=config, path=wd / "eval.npz"
     )
     evals = {  # setting -> label -> [(seed, workdir, pools)]
         setting: {
@@ -346,7 +491,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         evals,
         corpus=arrays["corpus"],
         cond_prompts=prompts["cond"],
-        num_params=model_cfg.num_params(),
+        num_params=setup.model_cfg.num_params(),
+        model=setup.description,
     )
     timings["evaluate"] = time.perf_counter() - t
     report["seconds"] = report_lib.phase_seconds(root / "timings.json", timings, fresh)

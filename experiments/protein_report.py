@@ -72,6 +72,8 @@ def input_dependence(h: np.ndarray, prompts: dict) -> dict:
     counts = np.isfinite(h).sum(-1)
     out = np.nansum(h, axis=-1) / np.maximum(counts, 1)
     keep = counts > 0
+    if keep.sum() < 2 or np.ptp(h_in[keep]) == 0:  # no line through fewer than two distinct inputs
+        return {"slope": None, "corr": None}
     slope = np.polyfit(h_in[keep], out[keep], 1)[0]
     return {"slope": float(slope), "corr": float(np.corrcoef(h_in[keep], out[keep])[0, 1])}
 
@@ -117,19 +119,30 @@ def model_record(runs: list, *, setting: str, ks: list[int], cond_prompts: dict)
     h = h_summary(np.concatenate([ev["h"].reshape(-1) for _, _, ev in runs]), histogram=True)
     h["frac_invalid_reward"] = float(np.mean([r["frac_invalid_reward"] for r in per_seed]))
     if setting == "cond":
-        h["slope_on_input_h"] = float(np.mean([r["output_vs_input_h"]["slope"] for r in per_seed]))
+        slopes = [r["output_vs_input_h"]["slope"] for r in per_seed]
+        h["slope_on_input_h"] = None if None in slopes else float(np.mean(slopes))
     return {"seeds": len(per_seed), "across_seeds": across, "per_seed": per_seed, "h": h}
 
 
 def results(
-    config: ml_collections.ConfigDict, evals: dict, *, corpus: list[str], cond_prompts: dict, num_params: int
+    config: ml_collections.ConfigDict,
+    evals: dict,
+    *,
+    corpus: list[str] | None,
+    cond_prompts: dict,
+    num_params: int,
+    model: str = "",
 ) -> dict:
-    """results.json (without the wall times): every model's curves and samples, the corpus, the paper."""
+    """results.json (without the wall times): every model's curves and samples, the corpus (None: a
+    checkpoint, nothing pre-trained here), the paper. ``model``: the table's description of the model."""
     ks = {"uncond": list(config.eval.uncond_ks), "cond": list(config.eval.cond_ks)}
     report: dict = {"command": config.command, "config": config.to_dict(), "num_params": num_params}
-    report["pretraining_corpus_h"] = h_summary(
-        np.array([protein.hydrophobicity(s) for s in corpus]), histogram=True
-    )
+    if model:
+        report["model"] = model
+    if corpus is not None:
+        report["pretraining_corpus_h"] = h_summary(
+            np.array([protein.hydrophobicity(s) for s in corpus]), histogram=True
+        )
     report["h_bins"] = H_BINS.tolist()
     report["paper_table6_with_replacement"] = PAPER
     for setting, models in evals.items():
@@ -155,8 +168,11 @@ def markdown_report(report: dict) -> str:
     lines = [
         "# Protein Best-of-N (Table 6 analogue)\n",
         f"Regenerate with: `{report['command']}`\n",
-        f"Model: {report['num_params']:,}-parameter Llama-style protein LM pre-trained from scratch. "
-        "Numbers: "
+        "Model: "
+        + report.get(
+            "model", f"{report['num_params']:,}-parameter Llama-style protein LM pre-trained from scratch"
+        )
+        + ". Numbers: "
         "exact expected maximum reward of k samples drawn from each model's pool, mean ± SE across RL seeds "
         "(reference rows without an RL seed show the single pool). Unconditional: one pool of "
         f"{cfg['eval']['uncond_samples']} samples per model; conditional: mean over "
@@ -191,18 +207,20 @@ def markdown_report(report: dict) -> str:
         "| slope of output h on input h (target -1) |"
     )
     lines.append("|---|---|---|---|---|---|---|")
-    c = report["pretraining_corpus_h"]
-    lines.append(
-        f"| corpus | pre-training data | {c['mean']:.3f} | {c['frac_low_mode_0.30_0.50']:.2f} | "
-        f"{c['frac_high_mode_0.65_0.85']:.2f} | 0.00 | |"
-    )
+    num = lambda v, digits: "n/a" if v is None else f"{v:.{digits}f}"  # n/a: no valid sample
+    if "pretraining_corpus_h" in report:
+        c = report["pretraining_corpus_h"]
+        lines.append(
+            f"| corpus | pre-training data | {c['mean']:.3f} | {c['frac_low_mode_0.30_0.50']:.2f} | "
+            f"{c['frac_high_mode_0.65_0.85']:.2f} | 0.00 | |"
+        )
     for setting in ("uncond", "cond"):
         for label, rec in report[setting].items():
             h = rec["h"]
             lines.append(
-                f"| {setting} | {label} | {h['mean']:.3f} | {h['frac_low_mode_0.30_0.50']:.2f} | "
-                f"{h['frac_high_mode_0.65_0.85']:.2f} | {h['frac_invalid_reward']:.2f} | "
-                + (f"{h['slope_on_input_h']:.2f} |" if "slope_on_input_h" in h else "|")
+                f"| {setting} | {label} | {num(h['mean'], 3)} | {num(h['frac_low_mode_0.30_0.50'], 2)} | "
+                f"{num(h['frac_high_mode_0.65_0.85'], 2)} | {h['frac_invalid_reward']:.2f} | "
+                + (f"{num(h['slope_on_input_h'], 2)} |" if "slope_on_input_h" in h else "|")
             )
     secs = report["seconds"]
     lines.append(

@@ -7,6 +7,11 @@ Two forms of each reward, both from the one formula of the reward as a function 
 * ``jnp`` rewards on token ids ``[..., L]`` with the sampler's mask (:func:`unconditional_rewards`,
   :func:`conditional_rewards`, from :func:`residue_counts`), jit-able inside an RL step, equal to the
   references on the decoded text for every (length, hydrophobic count) pair (tests/test_tasks_protein.py).
+
+A pretrained protein LM with its own (BPE) tokenizer (ProtGPT2, SPEC §3.4) is scored on its *decoded* text
+instead: :func:`completion_texts` decodes (special tokens skipped), :func:`text_rewards` /
+:func:`text_stats` apply the references, and :func:`host_score_fn` runs them on the host inside a jitted RL
+step (``jax.pure_callback``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
@@ -260,3 +268,95 @@ def conditional_rewards(
     window = jnp.asarray(copy_window(max_input, completions.shape[-1]))[n_in, c_in, n, c]
     r = conditional_reward_of_h(h, h_in, copy=window, xp=jnp)
     return jnp.where((n >= COND_MIN_LEN) & ~invalid, r, INVALID_REWARD)
+
+
+# ----------------------------------------------------------------------------- rewards on decoded text (host)
+
+
+def completion_texts(
+    tokens: Int[ArrayLike, "b m l"],
+    mask: Bool[ArrayLike, "b m l"],
+    decode: Callable[[list[int]], str],
+    stop_tokens: Sequence[int],
+) -> list[list[str]]:
+    """``[B][M]`` texts of sampled completions: the masked ids before the first stop token, ``decode``-d
+    (a tokenizer's ``decode``, which skips special tokens; SPEC §3.4)."""
+    tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
+    stops = np.asarray(list(stop_tokens), np.int64)
+    out = []
+    for t_row, m_row in zip(tokens, mask, strict=True):
+        row = []
+        for t, m in zip(t_row, m_row, strict=True):
+            ids = t[m]
+            hit = np.flatnonzero(np.isin(ids, stops))
+            row.append(decode([int(i) for i in ids[: hit[0] if len(hit) else len(ids)]]))
+        out.append(row)
+    return out
+
+
+def text_rewards(texts: Sequence[Sequence[str]], inputs: Sequence[str] | None = None) -> np.ndarray:
+    """``[B, M]`` float64 rewards of ``texts``: :func:`unconditional_reward`, or :func:`conditional_reward`
+    against ``inputs[b]`` (the input sequence of prompt ``b``) when ``inputs`` is given."""
+    if inputs is not None and len(inputs) != len(texts):
+        raise ValueError(f"inputs has {len(inputs)} sequences but texts has {len(texts)} prompts")
+    if inputs is None:
+        return np.array([[unconditional_reward(t) for t in row] for row in texts], np.float64)
+    return np.array(
+        [[conditional_reward(t, s) for t in row] for row, s in zip(texts, inputs, strict=True)], np.float64
+    )
+
+
+def text_stats(texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(length, h)`` ``[B, M]`` of ``texts`` after :func:`clean`: residues, and hydrophobicity (NaN for an
+    empty or non-protein text), as :func:`residue_counts` gives them for the character vocabulary."""
+    cleaned = [[clean(t) for t in row] for row in texts]
+    length = np.array([[len(s) for s in row] for row in cleaned], np.int64)
+    h = np.array(
+        [[hydrophobicity(s) if _valid(s, 1) else np.nan for s in row] for row in cleaned], np.float64
+    )
+    return length, h
+
+
+def host_score_fn(
+    decode: Callable[[list[int]], str],
+    stop_tokens: Sequence[int],
+    *,
+    inputs: Sequence[str] | None = None,
+    index_key: str = "input_index",
+):
+    """``cat_jax.rl.ScoreFn`` of SPEC §3.4 on decoded text, run on the host through ``jax.pure_callback``.
+
+    Unconditional (``inputs`` None) or conditional: ``batch[index_key] [B]`` are the prompts' rows of
+    ``inputs`` (the input sequences). Returns ``RolloutScores`` ``[B, M]``: float32 rewards (equal to the
+    references on :func:`completion_texts`), answer ids 0 (Best-of-N needs no clusters) and validity (long
+    enough and a protein: the reward is not -5).
+    """
+    from cat_jax import rl
+
+    min_len = UNCOND_MIN_LEN if inputs is None else COND_MIN_LEN
+    seqs = None if inputs is None else list(inputs)
+
+    def host(tokens, mask, index):
+        texts = completion_texts(tokens, mask, decode, stop_tokens)
+        rows = None if seqs is None else [seqs[int(i)] for i in np.asarray(index).reshape(-1)]
+        r = text_rewards(texts, rows)
+        valid = np.array([[_valid(clean(t), min_len) for t in row] for row in texts], bool).reshape(r.shape)
+        return r.astype(np.float32), valid
+
+    def score_fn(
+        completions: Int[ArrayLike, "b m l"], mask: Bool[ArrayLike, "b m l"], batch: Mapping[str, Any]
+    ):
+        if seqs is not None and index_key not in batch:
+            raise ValueError(f"the conditional scorer reads batch[{index_key!r}] (each prompt's input row)")
+        b, m = completions.shape[:2]
+        index = batch[index_key] if seqs is not None else jnp.zeros((b,), jnp.int32)
+        shapes = (jax.ShapeDtypeStruct((b, m), jnp.float32), jax.ShapeDtypeStruct((b, m), jnp.bool_))
+        rewards, valid = jax.pure_callback(host, shapes, completions, mask, index, vmap_method="sequential")
+        # A no-op that ties the results to a batch input: returned as they are, callback results carry a
+        # maximal (device 0) sharding that Shardy cannot read back once a batch is sharded over devices
+        # (as cat_jax.tasks.math_data's rl_score_fn).
+        row = (jnp.asarray(batch["lengths"]) >= 0)[:, None]
+        rewards, valid = jnp.where(row, rewards, 0.0), valid & row
+        return rl.RolloutScores(rewards=rewards, answer_ids=jnp.zeros((b, m), jnp.int32), valid=valid)
+
+    return score_fn

@@ -98,6 +98,46 @@ def prompt_arrays(pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
     }
 
 
+def text_sft_arrays(pairs: Sequence[tuple[str, str]], tokenizer) -> dict[str, np.ndarray]:
+    """SPEC §3.4's conditional warm-up rows for a checkpoint's ``tokenizer`` (``encode(text)`` without special
+    tokens, ``eos_id``, ``pad_id``: a ``cat_jax.tasks.tokenizers.HFTokenizer``): ``tokens``/``labels``
+    ``[N, L]`` of ``prompt + " " + target`` + EOS, prompt = ``protein.conditional_prompt(input)``; every
+    token after the prompt's is supervised. The prompt's ids must be a prefix of the row's (a tokenizer
+    that merges across the boundary is an error naming the pair)."""
+    rows = []
+    for src, target in pairs:
+        prompt_text = protein.conditional_prompt(src)
+        prompt = tokenizer.encode(prompt_text)
+        full = [*tokenizer.encode(prompt_text + " " + target), tokenizer.eos_id]
+        if full[: len(prompt)] != prompt:
+            raise ValueError(
+                f"the prompt's tokens are not a prefix of the training row's for input {src!r}, target "
+                f"{target!r}: the tokenizer merges across the prompt boundary"
+            )
+        rows.append((prompt, full[len(prompt) :]))
+    width = max(len(p) + len(t) for p, t in rows)
+    laid = [layout(p, t, width, tokenizer.pad_id) for p, t in rows]
+    return {k: np.stack([r[k] for r in laid]) for k in ("tokens", "labels")}
+
+
+def text_prompt_arrays(pairs: Sequence[tuple[str, str]], tokenizer) -> dict[str, np.ndarray]:
+    """Right-padded ``protein.conditional_prompt(input)`` ids (``tokenizer.encode``, no special tokens)
+    ``prompts`` ``[N, longest]`` with their ``lengths``, ``input_index`` (each row's pair, which the
+    decoded-text scorer reads: ``protein.host_score_fn``) and the input's residue and hydrophobic counts
+    (``input_length``, ``input_hydrophobic``), as :func:`prompt_arrays`."""
+    prompts = [tokenizer.encode(protein.conditional_prompt(src)) for src, _ in pairs]
+    out = np.full((len(pairs), max(map(len, prompts))), tokenizer.pad_id, np.int32)
+    for i, p in enumerate(prompts):
+        out[i, : len(p)] = p
+    return {
+        "prompts": out,
+        "lengths": np.array([len(p) for p in prompts], np.int32),
+        "input_index": np.arange(len(pairs), dtype=np.int32),
+        "input_length": np.array([len(src) for src, _ in pairs], np.int32),
+        "input_hydrophobic": np.array([sum(c in protein.HYDROPHOBIC for c in s) for s, _ in pairs], np.int32),
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class Rows(Sequence):
     """Equal-length arrays as a random-access source of :func:`cat_jax.data.batches` (row ``i``: a dict)."""

@@ -6,6 +6,12 @@ Usage (the committed results/protein/ were made by the first line; the second ru
     python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein
     python -m experiments.protein --config=configs/protein/protein.py:smoke --workdir=/tmp/cat/protein_smoke
 
+The paper's own setting (SPEC §3.4 with ProtGPT2, a local ``GPT2LMHeadModel`` directory; ``:paper,smoke``
+shrinks it to seconds on any checkpoint)::
+
+    python -m experiments.protein --config=configs/protein/protein.py:paper \
+        --config.model.checkpoint=/path/to/ProtGPT2 --workdir=workdirs/protein_paper
+
 Phases: pre-train a tiny protein LM on ``cat_jax.tasks.protein.pretraining_corpus`` (``pretrain``);
 unconditional RL from it (``uncond``: standard vs BoN-2/4/8, reward-history quantiles); a conditional warm-up
 on the synthetic input->target pairs (``cond_warmup``), then conditional RL (``cond``: standard vs BoN-2/4/8,
@@ -21,6 +27,15 @@ the quantile estimators, BoN normalisation, the evaluation pools (512 unconditio
 32) and budgets. CPU-sized: the model (0.11M parameters), M = 16 rollouts (SPEC 32 / 25), max new tokens
 40 / 24 (SPEC 64 / 32; our corpus is at most 32 residues and conditional targets at most 19), 50 RL steps
 (SPEC 300) at learning rates 5e-4 / 3e-4 (SPEC 1e-5 / 2e-6 for the 738M ProtGPT2).
+
+``:paper`` is SPEC §3.4 itself on ``model.checkpoint`` (no pre-training; full fine-tuning, float32 masters,
+compute dtype ``auto`` = bfloat16 on an accelerator): unconditional M = 32, T = 1.2, top-k 50, <= 64 new
+tokens, lr 1e-5, beta 0.3, reward-history quantiles (FIFO 4,000); conditional warm-up 60 optimizer steps of
+4 micro-batches x 25 on 2,000 pairs, lr 5e-6 constant; conditional RL M = 25, T = 1.3, <= 32 new tokens,
+lr 2e-6, beta 0.05, within-prompt quantiles; B = 4, 300 steps, AdamW wd 0.01, clip 1, advantage clip 5;
+evaluation 150 test prompts x 32 and one 512-sample pool. One seed per branch (Table 6 reports one run; the
+``seeds`` fields add more). Not reproduced: fp16 autocast + GradScaler (bfloat16 compute instead) and
+gradient checkpointing (the GPT-2 family has no remat policy; 738M parameters fit an 80 GB device without).
 """
 
 import ml_collections
@@ -82,11 +97,44 @@ def _rl(
     return c
 
 
+def _paper(c: ml_collections.ConfigDict) -> None:
+    """SPEC §3.4's settings on ``model.checkpoint`` (ProtGPT2), in place (module docstring)."""
+    c.command = (
+        "python -m experiments.protein --config=configs/protein/protein.py:paper "
+        "--config.model.checkpoint=/path/to/ProtGPT2 --workdir=workdirs/protein_paper"
+    )
+    c.results_dir = "results/protein_paper"
+    # A local GPT2LMHeadModel directory (config.json, model.safetensors, tokenizer.json): its tokenizer lays
+    # out the text, its EOS ends sampling. The pretrain section and the from-scratch model fields are unused.
+    c.model.checkpoint = "checkpoints/ProtGPT2"
+
+    c.uncond = _rl(max_new_tokens=64, temperature=1.2, quantile="history", kl_beta=0.3, lr=1e-5)
+    c.uncond.rollout.top_k = 50
+    c.uncond.rollout.num_samples = 32
+
+    # 60 optimizer steps x 4 micro-batches of 25 (240 micro-batches), token-mean CE, no scheduler.
+    c.cond_warmup = _sft(batch_size=25, steps=240, lr=5e-6, warmup_steps=0)
+    c.cond_warmup.opt.schedule = "constant"
+    c.cond_warmup.opt.accum_steps = 4
+    c.cond_warmup.num_pairs = 2000
+
+    c.cond = _rl(max_new_tokens=32, temperature=1.3, quantile="within_prompt", kl_beta=0.05, lr=2e-6)
+    c.cond.rollout.num_samples = 25
+    c.cond.num_train_prompts = 3000  # 300 steps x 4 use the first 1,200 of a seeded order
+    for rl in (c.uncond, c.cond):
+        rl.steps = 300
+        rl.seeds = (0,)
+    c.eval.chunk = 25  # 25 prompts x 32 samples per sampler call (the KV cache of a 36-layer model)
+
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     parts = [a for a in arg.split(",") if a]
-    unknown = [p for p in parts if p != "smoke"]
+    unknown = [p for p in parts if p not in ("smoke", "paper")]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}; valid: '' (full run) or 'smoke'")
+        raise ValueError(
+            f"unknown variant {unknown[0]!r}; valid: '' (full run), 'smoke', 'paper' (SPEC §3.4 on a "
+            "checkpoint), 'paper,smoke'"
+        )
     c = ml_collections.ConfigDict()
     # The command that regenerates this run's outputs (written into every results file).
     c.command = "python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein"
@@ -123,16 +171,24 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval.chunk = 50  # conditional prompts per sampler call
     c.eval.seed = 1234  # the sampler's key (the same pools for every model)
 
+    if "paper" in parts:
+        _paper(c)
     if "smoke" in parts:
         c.command = (
             "python -m experiments.protein --config=configs/protein/protein.py:smoke "
             "--workdir=/tmp/cat/protein_smoke"
         )
+        if "paper" in parts:
+            c.command = (
+                "python -m experiments.protein --config=configs/protein/protein.py:paper,smoke "
+                "--config.model.checkpoint=/path/to/checkpoint --workdir=/tmp/cat/protein_paper_smoke"
+            )
         c.results_dir = ""
         c.progress = False
         c.model.hidden_size, c.model.intermediate_size, c.model.num_layers = 32, 64, 1
         c.pretrain.num_sequences, c.pretrain.batch_size, c.pretrain.steps = 64, 16, 2
-        c.cond_warmup.num_pairs, c.cond_warmup.batch_size, c.cond_warmup.steps = 32, 16, 2
+        c.cond_warmup.num_pairs, c.cond_warmup.batch_size = 32, 16
+        c.cond_warmup.steps = 2 * c.cond_warmup.opt.accum_steps  # two optimizer steps
         c.pretrain.opt.warmup_steps = c.cond_warmup.opt.warmup_steps = 1
         for rl in (c.uncond, c.cond):
             rl.rollout.num_samples, rl.steps, rl.seeds, rl.branches = 4, 2, (0, 1), ("bon2",)

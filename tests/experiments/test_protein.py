@@ -7,11 +7,13 @@ import hashlib
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 
 from cat_jax import advantages as adv
-from cat_jax import losses, sampling
+from cat_jax import losses, sampling, testing
+from cat_jax.tasks import protein
 from experiments import common
 from experiments import protein as exp
 
@@ -90,3 +92,107 @@ def test_smoke_run_writes_every_report_file(tmp_path):
         assert (out / png).stat().st_size > 5000
     assert report["uncond"]["BoN-2"]["per_seed"][0]["train_reward_mean"]
     assert re.search(r"Wall time \(s\): pretrain \d+", table)
+
+
+def test_paper_variant_is_spec_3_4():
+    c = common.load_config("configs/protein/protein.py:paper")
+    assert c.model.checkpoint and c.model.lora.rank == 0 and c.results_dir == "results/protein_paper"
+    u, k = c.uncond, c.cond
+    assert (u.rollout.num_samples, u.rollout.temperature, u.rollout.top_k, u.rollout.max_new_tokens) == (
+        32,
+        1.2,
+        50,
+        64,
+    )
+    assert (u.opt.lr, u.loss.kl_beta, u.weights.quantile) == (1e-5, 0.3, "history")
+    assert (k.rollout.num_samples, k.rollout.temperature, k.rollout.top_k, k.rollout.max_new_tokens) == (
+        25,
+        1.3,
+        0,
+        32,
+    )
+    assert (k.opt.lr, k.loss.kl_beta, k.weights.quantile) == (2e-6, 0.05, "within_prompt")
+    for rl in (u, k):
+        assert (rl.prompts_per_step, rl.steps, rl.advantages.clip) == (4, 300, 5.0)
+        opt = common.optimizer_config(rl.opt, total_steps=rl.steps)
+        assert (opt.schedule, opt.weight_decay, opt.clip_norm) == ("constant", 0.01, 1.0)
+    w = c.cond_warmup
+    opt = common.optimizer_config(w.opt, total_steps=w.steps)
+    assert (w.batch_size, opt.accum_steps, opt.total_steps, w.num_pairs) == (25, 4, 60, 2000)
+    assert (opt.lr, opt.schedule, opt.warmup_steps, opt.weight_decay, opt.clip_norm) == (
+        5e-6,
+        "constant",
+        0,
+        0.01,
+        1.0,
+    )
+    assert (c.eval.cond_prompts, c.eval.cond_samples, c.eval.uncond_samples) == (150, 32, 512)
+    assert adv.RewardHistory.create().capacity == 4000
+    smoke = common.load_config("configs/protein/protein.py:paper,smoke")
+    assert smoke.command.startswith(
+        "python -m experiments.protein --config=configs/protein/protein.py:paper,smoke"
+    )
+    assert smoke.cond_warmup.steps == 2 * smoke.cond_warmup.opt.accum_steps
+
+
+def _protein_leaning_gpt2(path):
+    """A tiny random GPT-2 checkpoint whose samples are mostly residues (some EOS), so that the smoke run
+    sees valid proteins: the residue (and EOS) embedding rows share a direction the final LayerNorm's bias
+    points along."""
+    import safetensors.numpy as st
+
+    testing.write_checkpoint(path, "gpt2")
+    tensors = st.load_file(str(path / "model.safetensors"))
+    wte = tensors["transformer.wte.weight"]
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=wte.shape[1]).astype(np.float32)
+    u /= np.linalg.norm(u)
+    tok = json.loads((path / "tokenizer.json").read_text())["model"]["vocab"]
+    for c in protein.ALPHABET:
+        wte[tok[c]] += 2.0 * u
+    eos = json.loads((path / "config.json").read_text())["eos_token_id"]
+    wte[eos] += 1.2 * u
+    tensors["transformer.ln_f.bias"] = (tensors["transformer.ln_f.bias"] + 2.0 * u).astype(np.float32)
+    st.save_file(tensors, str(path / "model.safetensors"))
+
+
+@pytest.mark.slow  # a tiny GPT-2 checkpoint through the paper's variant (smoke): ~30 s
+def test_checkpoint_run_paper_smoke(tmp_path):
+    _protein_leaning_gpt2(tmp_path / "gpt2")
+    config = common.load_config(
+        "configs/protein/protein.py:paper,smoke", {"model.checkpoint": str(tmp_path / "gpt2")}
+    )
+    report = exp.run(config, str(tmp_path / "run"))
+    assert "GPT2Config" in report["model"] and "pretraining_corpus_h" not in report
+    assert not (tmp_path / "run" / "pretrain" / "params").exists()  # the checkpoint is the initial model
+    for setting, reference in (("uncond", "Pre-trained LM"), ("cond", "Conditional warm-up")):
+        assert set(report[setting]) == {reference, "BoN-2"}
+        metrics = report[setting]["BoN-2"]["per_seed"][0]["final_train_metrics"]
+        assert "reward/mean" in metrics and "rl/kl" in metrics
+        curve = report[setting]["BoN-2"]["across_seeds"]["with_replacement"]
+        assert np.all(np.diff(curve["mean"]) >= -1e-6)
+    # Evaluation pools: rewards are the references' function of the decoded text's h and length.
+    for wd, setting in (("pretrain", "uncond"), ("uncond/bon2/seed0", "uncond"), ("cond_warmup", "cond")):
+        with np.load(tmp_path / "run" / wd / "eval.npz") as f:
+            r, h, n = f["rewards"], f["h"], f["length"]
+        ok = np.isfinite(h) & (n >= (protein.UNCOND_MIN_LEN if setting == "uncond" else protein.COND_MIN_LEN))
+        assert (r[~ok] == protein.INVALID_REWARD).all() and (r[ok] > -2.01).all()
+        if setting == "uncond":
+            assert ok.any()
+            np.testing.assert_allclose(r[ok], protein.unconditional_reward_of_h(h[ok]), rtol=1e-12)
+    # Full fine-tuning: the warm-up changed every tensor of the checkpoint (no adapters, no frozen part).
+    ckpt, _ = exp._load_checkpoint(config.model)
+    warm = common.load_params(tmp_path / "run" / "cond_warmup", ckpt.params)
+    pairs = zip(jax.tree.leaves(warm), jax.tree.leaves(ckpt.params), strict=True)
+    assert all(not np.array_equal(a, b) for a, b in pairs)
+    table = (tmp_path / "run" / "report" / "table.md").read_text()
+    assert config.command in table and "| BoN-2 (2) |" in table
+
+
+def test_lora_with_a_checkpoint_is_refused(tmp_path):
+    testing.write_checkpoint(tmp_path, "gpt2")
+    config = common.load_config(
+        "configs/protein/protein.py:paper,smoke", {"model.checkpoint": str(tmp_path), "model.lora.rank": 4}
+    )
+    with pytest.raises(ValueError, match=r"model\.lora\.rank=4: the protein experiment fine-tunes the whole"):
+        exp.run(config, str(tmp_path / "run"))
