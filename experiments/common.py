@@ -203,10 +203,10 @@ def make_cache(model_cfg) -> Callable[[int, int], Any]:
     return functools.partial(model_family(model_cfg).init_cache, model_cfg)
 
 
-def load_checkpoint(model: ml_collections.ConfigDict):
+def load_checkpoint(model: ml_collections.ConfigDict, *, template: str | None = None):
     """``config.model.checkpoint`` -> ``(convert.Checkpoint, chat encoder)``, parameters in the storage
     dtype (LoRA: ``param_dtype``, the frozen base; full fine-tuning: float32 masters) and the compute dtype
-    and remat policy of the config."""
+    and remat policy of the config. ``template``: the chat template (default ``model.chat_template``)."""
     from cat_jax.models import convert
     from cat_jax.tasks import chat
 
@@ -227,7 +227,10 @@ def load_checkpoint(model: ml_collections.ConfigDict):
     if ckpt.tokenizer is None:
         raise FileNotFoundError(f"model.checkpoint={str(path)!r} has no tokenizer.json")
     encoder = chat.chat_encoder(
-        ckpt.tokenizer, ckpt.tokenizer_config, str(model.chat_template), ckpt.eos_token_ids
+        ckpt.tokenizer,
+        ckpt.tokenizer_config,
+        str(model.chat_template) if template is None else template,
+        ckpt.eos_token_ids,
     )
     return ckpt, encoder
 

@@ -136,38 +136,16 @@ def scratch_setup(config: ml_collections.ConfigDict) -> Setup:
 
 
 def _load_checkpoint(model: ml_collections.ConfigDict):
-    """``common.load_checkpoint(model)`` for a full fine-tune, without a chat template (SPEC §3.4: raw text).
-
-    The "plain" template only lets the loader build its encoder (whose ``stop_tokens`` end sampling); no
-    prompt is rendered with it. The remat policy is passed on only when set (GPT-2 has none; the loader
-    passes it unconditionally, which ``convert.load`` refuses for a ``GPT2Config``).
-    """
-    from cat_jax.models import convert
-    from cat_jax.tasks import chat
-
+    """``common.load_checkpoint(model)`` for a full fine-tune without a chat template (SPEC §3.4: raw
+    text): the "plain" template's encoder only supplies the stop tokens; no prompt is rendered with it."""
     if common.lora_config(model) is not None:
         raise ValueError(
             f"model.lora.rank={int(model.lora.rank)}: the protein experiment fine-tunes the whole checkpoint "
             "(SPEC §3.4); set model.lora.rank=0"
         )
-    path = pathlib.Path(str(model.checkpoint)).expanduser()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"model.checkpoint={str(model.checkpoint)!r} is not a Hugging Face checkpoint directory "
-            "(no config.json there)"
-        )
-    compute = common.resolve_dtype(model.compute_dtype)
-    remat = {} if str(model.remat) == "none" else {"remat": str(model.remat)}
-    ckpt = convert.load(
-        str(path), param_dtype="float32", compute_dtype=None if compute == "float32" else compute, **remat
-    )
-    if ckpt.tokenizer is None:
-        raise FileNotFoundError(f"model.checkpoint={str(path)!r} has no tokenizer.json")
+    ckpt, encoder = common.load_checkpoint(model, template=str(model.chat_template) or "plain")
     if ckpt.tokenizer.eos_id is None:
-        raise ValueError(f"model.checkpoint={str(path)!r} names no eos_token_id in config.json")
-    encoder = chat.chat_encoder(
-        ckpt.tokenizer, ckpt.tokenizer_config, str(model.chat_template) or "plain", ckpt.eos_token_ids
-    )
+        raise ValueError(f"model.checkpoint={str(model.checkpoint)!r} names no eos_token_id in config.json")
     return ckpt, encoder
 
 

@@ -237,3 +237,19 @@ def test_compute_dtype():
     ref, _ = gpt2.decoder(graphdef)(params, tokens, pos)
     out, _ = gpt2.decoder(graphdef_bf)(params, tokens, pos)
     assert out.dtype == jnp.float32 and 0 < float(jnp.abs(out - ref).max()) < 0.05
+
+
+def test_remat_block_gives_the_same_gradients():
+    config = gpt2.GPT2Config.tiny(vocab_size=VOCAB, hidden_size=32, num_layers=2, max_position_embeddings=16)
+    graphdef, params = gpt2.init(config, jax.random.key(0))
+    graphdef_r, _ = gpt2.init(dataclasses.replace(config, remat="block"), jax.random.key(0))
+    tokens = jnp.arange(8)[None] % VOCAB
+    pos = jnp.arange(8)[None]
+
+    def loss(apply):
+        return jax.jit(jax.grad(lambda p: jnp.mean(apply(p, tokens, pos)[0] ** 2)))(params)
+
+    ref, remat = loss(gpt2.decoder(graphdef)), loss(gpt2.decoder(graphdef_r))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), remat, ref)
+    with pytest.raises(ValueError, match=r"remat must be one of \['none', 'block', 'dots'\]"):
+        dataclasses.replace(config, remat="all")

@@ -65,6 +65,7 @@ class GPT2Config:
     layer_norm_eps: float = 1e-5
     param_dtype: str = "float32"
     compute_dtype: str | None = None
+    remat: str = "none"  # gradient checkpointing of each block: none | block | dots (llama.REMAT_POLICIES)
 
     def __post_init__(self):
         if self.intermediate_size is None:
@@ -86,6 +87,8 @@ class GPT2Config:
             raise ValueError(f"param_dtype must be one of {sorted(DTYPES)}, got {self.param_dtype!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        if self.remat not in llama.REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {list(llama.REMAT_POLICIES)}, got {self.remat!r}")
         if isinstance(self.layer_norm_eps, bool) or not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 
@@ -251,7 +254,8 @@ class GPT2(nnx.Module):
         x = x + jnp.take(wpe, positions, axis=0, mode="fill", fill_value=jnp.nan)
         new_cache = []
         for i, layer in enumerate(self.h):
-            x, layer_cache = layer(x, positions, None if cache is None else cache[i])
+            layer_cache = None if cache is None else cache[i]
+            x, layer_cache = llama.run_block(layer, self.config.remat, x, positions, layer_cache)
             new_cache.append(layer_cache)
         x = self.ln_f(x)
         dt = self.config.matmul_dtype

@@ -376,9 +376,8 @@ class Llama(nnx.Module):
         x = jnp.take(self.embed[...], tokens, axis=0).astype(jnp.float32)
         new_cache = []
         for i, layer in enumerate(self.layers):
-            x, layer_cache = _run_block(
-                layer, x, positions, None if cache is None else cache[i], inv_freq, self.config.remat
-            )
+            layer_cache = None if cache is None else cache[i]
+            x, layer_cache = run_block(layer, self.config.remat, x, positions, layer_cache, inv_freq=inv_freq)
             new_cache.append(layer_cache)
         x = self.norm(x)
         if self.lm_head is None:
@@ -394,22 +393,21 @@ class Llama(nnx.Module):
         return logits, (None if cache is None else tuple(new_cache))
 
 
-def _run_block(layer: Block, x, positions, layer_cache, inv_freq, remat: str):
-    """One decoder block, under ``jax.checkpoint`` with ``REMAT_POLICIES[remat]`` unless ``remat="none"``.
+def run_block(layer: nnx.Module, remat: str, *arrays, **static):
+    """``layer(*arrays, **static)`` (one decoder block of any family) under ``jax.checkpoint`` with
+    ``REMAT_POLICIES[remat]`` unless ``remat="none"``; ``static``: non-array arguments (RoPE tables).
 
     The block is split into (graphdef, state) so the checkpointed function is pure in its array inputs.
     Without differentiation (sampling) ``jax.checkpoint`` lowers to the plain computation.
     """
     if remat == "none":
-        return layer(x, positions, layer_cache, inv_freq)
+        return layer(*arrays, **static)
     graphdef, state = nnx.split(layer)
 
-    def block(state, x, positions, layer_cache):
-        return nnx.merge(graphdef, state)(x, positions, layer_cache, inv_freq)
+    def block(state, *arrays):
+        return nnx.merge(graphdef, state)(*arrays, **static)
 
-    return jax.checkpoint(block, policy=REMAT_POLICIES[remat], prevent_cse=True)(
-        state, x, positions, layer_cache
-    )
+    return jax.checkpoint(block, policy=REMAT_POLICIES[remat], prevent_cse=True)(state, *arrays)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

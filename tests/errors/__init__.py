@@ -66,6 +66,7 @@ MODULES = (
     "tasks",
     "chat",
     "math_data",
+    "protein",
     "data",
     "experiments",
 )
