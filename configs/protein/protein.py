@@ -29,12 +29,13 @@ the quantile estimators, BoN normalisation, the evaluation pools (512 unconditio
 (SPEC 300) at learning rates 5e-4 / 3e-4 (SPEC 1e-5 / 2e-6 for the 738M ProtGPT2).
 
 ``:paper`` is SPEC §3.4 itself on ``model.checkpoint`` (no pre-training; full fine-tuning, float32 masters,
-compute dtype ``auto`` = bfloat16 on an accelerator, gradient checkpointing per block): unconditional M = 32, T = 1.2, top-k 50, <= 64 new
-tokens, lr 1e-5, beta 0.3, reward-history quantiles (FIFO 4,000); conditional warm-up 60 optimizer steps of
-4 micro-batches x 25 on 2,000 pairs, lr 5e-6 constant; conditional RL M = 25, T = 1.3, <= 32 new tokens,
-lr 2e-6, beta 0.05, within-prompt quantiles; B = 4, 300 steps, AdamW wd 0.01, clip 1, advantage clip 5;
-evaluation 150 test prompts x 32 and one 512-sample pool. One seed per branch (Table 6 reports one run; the
-``seeds`` fields add more). Not reproduced: fp16 autocast + GradScaler (bfloat16 compute instead).
+compute dtype ``auto`` = bfloat16 on an accelerator, gradient checkpointing per block): unconditional M = 32,
+T = 1.2, top-k 50, <= 64 new tokens, lr 1e-5, beta 0.3, reward-history quantiles (FIFO 4,000); conditional
+warm-up 60 optimizer steps of 4 micro-batches x 25 on 2,000 pairs, lr 5e-6 constant; conditional RL M = 25, T
+= 1.3, <= 32 new tokens, lr 2e-6, beta 0.05, within-prompt quantiles; B = 4, 300 steps, AdamW wd 0.01, clip 1,
+advantage clip 5; evaluation 150 test prompts x 32 and one 512-sample pool. One seed per branch (Table 6
+reports one run; the ``seeds`` fields add more). Not reproduced: fp16 autocast + GradScaler (bfloat16 compute
+instead).
 """
 
 import ml_collections
