@@ -21,6 +21,9 @@ def task() -> ml_collections.ConfigDict:
     c.steps = 3  # operations per chain
     c.modulus = 97  # every step is reduced mod this; the answer has its width (2 digits for 97)
     c.max_operand = 99  # start value and operands are drawn from 0..max_operand
+    # > 0: a third split of that many problems, disjoint from train and eval, that RL steps draw their
+    # prompts from (steps x prompts_per_step of them: every step sees new problems); 0: RL reads train.
+    c.num_rl = 0
     # Where CatArithmetic prepares the problems once (array_record, read back with tfds.data_source);
     # "" = $CAT_JAX_DATA_DIR if set, else ~/.cache/cat_jax/tfds.
     c.data_dir = ""

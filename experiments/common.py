@@ -552,8 +552,8 @@ def task_data(cfg: ml_collections.ConfigDict, encoder=None) -> TaskData:
             f"task.name={cfg.name!r} has its own character tokenizer; a pretrained model.checkpoint cannot "
             f"read it (use one of {list(MATH_TASKS)}, or model.checkpoint='')"
         )
-    fields = ("digits", "num_train", "num_eval", "seed", "steps", "modulus", "max_operand")
-    task = task_data_lib.ArithmeticTask(str(cfg.name), **{f: int(cfg[f]) for f in fields})
+    fields = ("digits", "num_train", "num_eval", "seed", "steps", "modulus", "max_operand", "num_rl")
+    task = task_data_lib.ArithmeticTask(str(cfg.name), **{f: int(cfg.get(f, 0)) for f in fields})
     return task_data_lib.load(task, data_dir=cfg.get("data_dir") or None)
 
 

@@ -11,6 +11,7 @@ objective affordable as a branch::
     python -m experiments.paper --study=sft --seeds=0,1,2      # Tables 2-3 -> results/sft_passn, sft_majority
     python -m experiments.paper --study=modchain --seeds=0,1,2 # second family -> results/sft_modchain
     python -m experiments.paper --study=rl --seeds=0,1,2       # Tables 4-5 -> results/rl
+    python -m experiments.paper --study=rl_add --seeds=0,1,2 --rl_full_seeds=3   # -> results/rl_add
     python -m experiments.paper --study=sft --smoke --workdir=/tmp/p --results=/tmp/r   # seconds
 
 A study is config files + seeds: every phase runs ``<config>:<phase>,paper`` (the study's lengths and
@@ -49,6 +50,10 @@ def main(argv):
             functools.partial(report_sft, study="modchain"),
         ),
         "rl": (run_rl, report_rl),
+        "rl_add": (
+            functools.partial(run_rl, study="rl_add"),
+            functools.partial(report_rl, study="rl_add"),
+        ),
     }
     if _STUDY.value not in studies:
         raise app.UsageError(f"--study must be one of {sorted(studies)}, got {_STUDY.value!r}")
@@ -56,9 +61,9 @@ def main(argv):
     if not _REPORT_ONLY.value:
         for i, seed in enumerate(seeds):
             extra = {"full": i < _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
-            extra = extra if _STUDY.value == "rl" else {}
+            extra = extra if _STUDY.value.startswith("rl") else {}
             run_fn(root, seed, smoke=_SMOKE.value, **extra)
-    if _STUDY.value == "rl":
+    if _STUDY.value.startswith("rl"):
         extra = {"full_seeds": _RL_FULL_SEEDS.value, "lr": _RL_LR.value, "steps": _RL_STEPS.value}
     else:
         extra = {"smoke": _SMOKE.value}
@@ -70,7 +75,8 @@ if __name__ == "__main__":
     _STUDY = flags.DEFINE_string(
         "study",
         "sft",
-        "sft (Tables 2-3), modchain (second task family, with exact plurality) or rl (Tables 4-5).",
+        "sft (Tables 2-3), modchain (second task family, with exact plurality), rl (Tables 4-5 on "
+        "multiplication) or rl_add (Tables 4-5 on 3-digit addition, where standard RL learns: issue 15).",
     )
     _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds; each has its own warm-up.")
     _WORKDIR = flags.DEFINE_string("workdir", "workdirs/paper", "Where every phase of every seed runs.")

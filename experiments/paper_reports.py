@@ -312,20 +312,22 @@ def report_rl(
     full_seeds: int = 1,
     lr: float = 0.0,
     steps: int = 0,
+    study: str = "rl",
 ) -> None:
-    """Write results/rl (Tables 4 and 5 analogues): every branch on the first ``full_seeds`` seeds."""
-    folder, runs = studies.rl_name(lr, steps), {}
-    for branch in studies.RL_BRANCHES:
-        if full_seeds == 0 and branch not in studies.RL_HEADLINE:
+    """Write results/<study> (Tables 4 and 5 analogues): every branch on the first ``full_seeds`` seeds."""
+    s = studies.RL_STUDIES[study]
+    folder, runs = studies.rl_name(lr, steps, study), {}
+    for branch in s.branches:
+        if full_seeds == 0 and branch not in s.headline:
             continue
-        on = seeds if branch in studies.RL_HEADLINE else seeds[:full_seeds]
+        on = seeds if branch in s.headline else seeds[:full_seeds]
         runs.update(_load(root, folder, on, [branch]))
     names = {
         b: f"{n} ({len(runs[b])} seed{'s' * (len(runs[b]) > 1)})"
-        for b, n in studies.RL_BRANCHES.items()
+        for b, (_, n) in s.branches.items()
         if b in runs
     }
-    warm = _load(root, "sft", seeds, ["warmup"])["warmup"]
+    warm = _load(root, s.warmup_folder, seeds, ["warmup"])["warmup"]
     ks = runs["standard"][0]["eval"]["pass@k"]["k"]
     head = [ks.index(k) for k in (1, 4, 16, 64) if k in ks]
     ran = runs["standard"][0]["steps"]  # what the runs did (a smoke run ignores --rl_steps)
@@ -336,12 +338,15 @@ def report_rl(
     payload = {
         "command": command,
         "seeds": list(seeds),
-        "rl": {"steps": ran, "lr": lr or "config default (configs/rl/arith.py)"},
+        "rl": {"steps": ran, "lr": lr or "config default (configs/rl/arith.py)", "modifier": s.modifier},
         "branches": {b: [r["eval"] for r in rs] for b, rs in runs.items()},
         "train_seconds": {b: [r["train_seconds"] for r in rs] for b, rs in runs.items()},
     }
+    task = common.load_config(s.warmup).task
     md = [
         "# Tables 4-5 analogue at CPU scale: CAT RL vs standard group-advantage RL\n\n",
+        f"Task: {task.name}, {task.digits} digits ({s.warmup} warm-up; RL variants `configs/rl/arith.py:"
+        f"<variant>,{s.modifier}`).\n\n",
         f"Command: `{command}`\n\n",
         f"Seeds {list(seeds)} for the headline branches, "
         + (f"the first {full_seeds} for the others (CPU budget)" if full_seeds else "no other branches")
@@ -380,5 +385,58 @@ def report_rl(
                 "\n",
             ]
             payload[f"learning_curve/pass@{k}"] = {"steps": at, **_records(rows)}
+    if s.temperatures and all(all(per_seed) for per_seed in logs.values()):
+        lines, records = _rl_frontier(root / s.warmup_folder, seeds, logs, names, s.temperatures, ks)
+        md += lines
+        payload["temperature_frontier"] = records
     reporting.write_text(out / "table.md", "".join(md))
     reporting.write_json(out / "results.json", payload)
+
+
+def _rl_frontier(warm_root: pathlib.Path, seeds, logs: dict, names: dict, temps, ks) -> tuple[list, dict]:
+    """The temperature-frontier control of RL (exact, teacher-forced, held-out): each final RL model at
+    T = 1 against its seed's warm-up and standard RL at every T, at matched pass@1.
+
+    ``best at matched pass@1``: the highest pass@k among the reference's points (warm-up or standard RL, each
+    T) whose pass@1 is at least the model's. ``gain over the frontier``: the model's pass@k minus that, mean
+    ± SE over seeds (positive: beyond what re-tempering the reference gives). Warm-up: its final curve record.
+    """
+    points = lambda rec, k: np.array(
+        [[rec[f"eval/T{t:g}/pass@1"], rec[f"eval/T{t:g}/pass@{k}"]] for t in temps]
+    )
+    warm_logs = [_curve_log(warm_root / f"seed{s}" / "warmup")[-1] for s in seeds]
+    lines = [
+        "## Temperature-frontier control (exact held-out pass@k, teacher-forced)\n\n",
+        f"Each model at T = 1 against the warm-up and standard RL re-tempered at T in {list(temps)}: the "
+        "reference's best pass@k among its points with pass@1 at least the model's (matched single-sample "
+        "accuracy); gain = model minus that, points, mean ± SE over seeds. A gain > 0 is beyond "
+        "sharpening.\n\n",
+        "| model | vs | " + " | ".join(f"gain @{k}" for k in ks if k > 1) + " |\n",
+        "|---|---|" + "---|" * len([k for k in ks if k > 1]) + "\n",
+    ]
+    records = {}
+    for b, per_seed in logs.items():
+        for ref_name in ("warm-up", "standard"):
+            if ref_name == "standard" and b == "standard":
+                continue
+            cells, rec = [], {}
+            for k in (k for k in ks if k > 1):
+                gains = []
+                for i, log in enumerate(per_seed):
+                    last = log[-1]
+                    p1, pk = last["eval/T1/pass@1"], last[f"eval/T1/pass@{k}"]
+                    ref = warm_logs[i] if ref_name == "warm-up" else logs["standard"][i][-1]
+                    pts = points(ref, k)
+                    matched = pts[pts[:, 0] >= p1, 1]
+                    gains.append(pk - (matched.max() if len(matched) else np.nan))
+                mean, se = reporting.mean_se(np.array(gains)[:, None])
+                cells.append(reporting.cell(float(mean[0]), float(se[0])))
+                rec[f"pass@{k}"] = {
+                    "gains": [float(g) for g in gains],
+                    "mean": float(mean[0]),
+                    "se": float(se[0]),
+                }
+            lines.append(f"| {names[b]} | {ref_name} | " + " | ".join(cells) + " |\n")
+            records[f"{b} vs {ref_name}"] = rec
+    lines.append("\n(nan: no reference point reaches the model's pass@1 at any T.)\n\n")
+    return lines, records

@@ -91,6 +91,42 @@ RL_BRANCHES = {
 RL_HEADLINE = ("standard", "passn4_log", "passn16_log", "maj4_raw", "pkpo4")
 
 
+class RLStudy(NamedTuple):
+    """An RL study: its warm-up, the RL config's modifier, branches (folder -> (config variant, name))."""
+
+    warmup: str  # the SFT warm-up's phase spec (every seed trains its own)
+    warmup_folder: str  # where the warm-ups run under the workdir
+    modifier: str  # added to every branch's variant: "paper" (the multiplication study) or "add"
+    branches: dict[str, tuple[str, str]]
+    headline: tuple[str, ...]
+    temperatures: tuple[float, ...] = ()  # the temperature-frontier control's (exact curves at these T)
+
+
+RL_STUDIES = {
+    "rl": RLStudy(
+        "configs/sft/arith.py:warmup,paper",
+        "sft",
+        "paper",
+        {b: (b, n) for b, n in RL_BRANCHES.items()},
+        RL_HEADLINE,
+    ),
+    # Issue 15: 3-digit addition, where standard RL improves on its warm-up (configs/rl/arith.py "add").
+    "rl_add": RLStudy(
+        "configs/sft/arith.py:warmup,add",
+        "sft_add",
+        "add",
+        {
+            "standard": ("standard", "Standard"),
+            "passn4_log": ("passn4_log", "Pass@4 log"),
+            "passn16_log": ("passn16_log", "Pass@16 log"),
+            "passn16_log_seqp": ("passn16_log,seqp", "Pass@16 log, sequence p (App. J)"),
+        },
+        ("standard", "passn4_log", "passn16_log", "passn16_log_seqp"),
+        (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    ),
+}
+
+
 def phase_spec(config: str, phase: str, smoke: bool) -> str:
     """``<config>:<phase>,paper`` (the study's protocol), ``,smoke`` added for a smoke study."""
     return f"{config}:{phase},paper" + (",smoke" if smoke else "")
@@ -122,23 +158,34 @@ def run_sft(root: pathlib.Path, seed: int, *, smoke: bool = False, study: str = 
 
 
 def run_rl(
-    root: pathlib.Path, seed: int, *, smoke: bool = False, full: bool = True, lr: float = 0.0, steps: int = 0
+    root: pathlib.Path,
+    seed: int,
+    *,
+    smoke: bool = False,
+    full: bool = True,
+    lr: float = 0.0,
+    steps: int = 0,
+    study: str = "rl",
 ) -> None:
-    """One seed of the RL study from the SFT study's warm-up (trained here if missing): every branch when
-    ``full``, else the headline ones; ``lr`` / ``steps`` (0 = the config's) override the RL phases."""
-    warm = root / "sft" / f"seed{seed}" / "warmup"
-    run_or_read(sft, phase_spec(SFT_STUDIES["sft"].config, "warmup", smoke), {"seed": seed}, warm)
-    for branch in RL_BRANCHES if full else RL_HEADLINE:
+    """One seed of an RL study from its warm-up (trained here if missing): every branch when ``full``, else
+    the headline ones; ``lr`` / ``steps`` (0 = the config's) override the RL phases."""
+    s = RL_STUDIES[study]
+    warm = root / s.warmup_folder / f"seed{seed}" / "warmup"
+    run_or_read(sft, s.warmup + (",smoke" if smoke else ""), {"seed": seed}, warm)
+    for branch, (variant, _) in s.branches.items():
+        if not full and branch not in s.headline:
+            continue
         overrides = {"seed": seed, "init_from": str(warm), **({"opt.lr": lr} if lr else {})}
         if steps:  # a longer-RL study also logs its exact held-out learning curve (smoke: its own 2 steps)
             overrides.update(
                 {"curve_every": 2} if smoke else {"steps": steps, "curve_every": max(steps // 6, 1)}
             )
-        out = root / rl_name(lr, steps) / f"seed{seed}" / branch
-        run_or_read(rl, phase_spec(RL_CONFIG, branch, smoke), overrides, out)
+        out = root / rl_name(lr, steps, study) / f"seed{seed}" / branch
+        spec = f"{RL_CONFIG}:{variant},{s.modifier}" + (",smoke" if smoke else "")
+        run_or_read(rl, spec, overrides, out)
 
 
-def rl_name(lr: float, steps: int = 0) -> str:
-    """``rl`` for the config's learning rate and steps; ``rl_lr<lr>``, ``_steps<n>`` when overridden."""
-    name = f"rl_lr{lr:g}" if lr else "rl"
+def rl_name(lr: float, steps: int = 0, study: str = "rl") -> str:
+    """``study`` at the config's learning rate and steps; ``<study>_lr<lr>``, ``_steps<n>`` if overridden."""
+    name = f"{study}_lr{lr:g}" if lr else study
     return f"{name}_steps{steps}" if steps else name

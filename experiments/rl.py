@@ -84,7 +84,9 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
         # The frozen warm-up policy, in buffers of its own: the jitted step donates the whole state.
         extra["reference"] = jax.tree.map(jnp.copy, phase.params)
     state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed), extra=extra)
-    rows = data.batches(int(config.prompts_per_step), seed=int(config.seed))
+    # Prompts from the task's rl split (disjoint from the warm-up's and the held-out problems) if it has one.
+    split = "rl" if data.rl is not None else "train"
+    rows = data.batches(int(config.prompts_per_step), seed=int(config.seed), split=split)
     return common.Training(state, step, lambda i: data.prompt_batch(rows(i)), num_steps)
 
 

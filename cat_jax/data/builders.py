@@ -45,18 +45,21 @@ class ArithmeticConfig(tfds.core.BuilderConfig):
     max_operand: int = 99
     num_train: int = 4000
     num_test: int = 1000
+    num_rl: int = 0  # > 0: an "rl" split of prompts disjoint from train and test
     seed: int = 0
 
 
 class CatArithmetic(tfds.core.GeneratorBasedBuilder):
     """Synthetic verifiable arithmetic (``cat_jax.tasks.arithmetic``), deterministic from the config seed."""
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {  # noqa: RUF012
         "1.0.0": "Multiplication and modular-chain families.",
         "1.1.0": "max_operand knob; validation report in the metadata.",
         "1.2.0": "Records in generation order (record i of a split is problem i of split_problems).",
         "1.3.0": "Addition family (digits + digits, the sum zero-padded to digits + 1).",
+        "1.4.0": "num_rl: an 'rl' split disjoint from train and test (the multiplication and addition "
+        "train / test splits are unchanged by it).",
     }
     BUILDER_CONFIGS = [  # noqa: RUF012
         ArithmeticConfig(name="mul2", family="multiplication", digits=2),
@@ -77,15 +80,15 @@ class CatArithmetic(tfds.core.GeneratorBasedBuilder):
             pool = arithmetic.addition_problems(c.digits)
         elif c.family == "modular_chain":
             pool = arithmetic.sample_modular_chains(
-                c.num_train + c.num_test, steps=c.steps, modulus=c.modulus, max_operand=c.max_operand,
-                seed=c.seed,
+                c.num_train + c.num_test + c.num_rl, steps=c.steps, modulus=c.modulus,
+                max_operand=c.max_operand, seed=c.seed,
             )  # fmt: skip
         else:
             raise ValueError(
                 f"family must be 'multiplication', 'addition' or 'modular_chain', got {c.family!r}"
             )
-        train, test = arithmetic.split_problems(pool, c.num_train, c.num_test, seed=c.seed)
-        splits = {"train": train, "test": test}
+        parts = arithmetic.split_problems(pool, c.num_train, c.num_test, seed=c.seed, num_rl=c.num_rl)
+        splits = dict(zip(("train", "test", "rl"), parts, strict=False))
         _save_report(
             self,
             validation_report(

@@ -147,11 +147,17 @@ def sample_modular_chains(
 
 
 def split_problems(
-    problems: Sequence[Problem], num_train: int, num_test: int, seed: int = 0
-) -> tuple[list[Problem], list[Problem]]:
-    """Disjoint train/test subsets drawn by a seeded permutation; asking for more than exist is an error."""
-    if num_train + num_test > len(problems):
-        raise ValueError(f"num_train + num_test = {num_train + num_test} exceeds {len(problems)} problems")
+    problems: Sequence[Problem], num_train: int, num_test: int, seed: int = 0, *, num_rl: int = 0
+) -> tuple[list[Problem], ...]:
+    """Disjoint train/test subsets drawn by a seeded permutation; asking for more than exist is an error.
+
+    ``num_rl > 0`` adds a third disjoint subset (RL prompts, never trained on nor evaluated), drawn after the
+    other two from the same permutation, so train and test are the same with or without it.
+    """
+    need = num_train + num_test + num_rl
+    if need > len(problems):
+        raise ValueError(f"num_train + num_test + num_rl = {need} exceeds {len(problems)} problems")
     order = np.random.default_rng(seed).permutation(len(problems))
-    pick = [problems[i] for i in order[: num_train + num_test]]
-    return pick[:num_train], pick[num_train:]
+    pick = [problems[i] for i in order[:need]]
+    train, test = pick[:num_train], pick[num_train : num_train + num_test]
+    return (train, test, pick[num_train + num_test :]) if num_rl else (train, test)

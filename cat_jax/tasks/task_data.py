@@ -24,8 +24,9 @@ from cat_jax import data, evaluation, rl
 from cat_jax.tasks import arithmetic, tokenizers
 
 SPLITS = ("train", "eval")
+OPTIONAL_SPLITS = ("rl",)  # RL prompts disjoint from both (ArithmeticTask.num_rl > 0)
 # The builder's split of each TaskData split (TFDS names held-out problems "test").
-_BUILDER_SPLIT = {"train": "train", "eval": "test"}
+_BUILDER_SPLIT = {"train": "train", "eval": "test", "rl": "rl"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +74,13 @@ class TaskData:
     train: Split
     eval: Split
     answer_tokens: np.ndarray | None = None
+    rl: Split | None = None  # prompts for RL steps only, disjoint from train and eval (None: none)
 
     def split(self, name: str) -> Split:
-        """The split called ``name`` (``train`` or ``eval``)."""
-        if name not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {name!r}")
+        """The split called ``name`` (``train``, ``eval``, or ``rl`` where the task has one)."""
+        if name not in SPLITS + OPTIONAL_SPLITS or getattr(self, name) is None:
+            valid = [s for s in SPLITS + OPTIONAL_SPLITS if getattr(self, s, None) is not None]
+            raise ValueError(f"split must be one of {valid}, got {name!r}")
         return getattr(self, name)
 
     def batches(self, batch_size: int, *, seed: int, split: str = "train") -> data.Batches:
@@ -160,9 +163,10 @@ def from_records(
     one shape per field. ``answer_set`` enumerates the answers (``answer_index`` = place in it).
     """
     tok = encoder.tokenizer
-    enc = {s: [encoder(p, a) for p, a in records[s]] for s in SPLITS}
-    p_max = max(len(p) for s in SPLITS for p, _ in enc[s])
-    t_max = max(len(t) for s in SPLITS for _, t in enc[s])
+    names = SPLITS + tuple(s for s in OPTIONAL_SPLITS if s in records)
+    enc = {s: [encoder(p, a) for p, a in records[s]] for s in names}
+    p_max = max(len(p) for s in names for p, _ in enc[s])
+    t_max = max(len(t) for s in names for _, t in enc[s])
     where = None if answer_set is None else {a: i for i, a in enumerate(answer_set)}
 
     def pad(rows: list[list[int]], width: int) -> np.ndarray:
@@ -192,6 +196,7 @@ def from_records(
         train=split("train"),
         eval=split("eval"),
         answer_tokens=answers,
+        rl=split("rl") if "rl" in records else None,
     )
 
 
@@ -209,7 +214,9 @@ class ArithmeticTask:
     ``multiply``: ``a x b =`` -> the product as exactly 2·digits zero-padded digits. ``add``: ``a + b =``
     -> the sum as digits + 1 zero-padded digits. ``modular_chain``:
     ``start op v ... m<modulus> =`` -> the final value, zero-padded to the modulus width (``steps``,
-    ``modulus``, ``max_operand``; ``seed`` also draws the chains). ``seed`` picks the train / eval problems.
+    ``modulus``, ``max_operand``; ``seed`` also draws the chains). ``seed`` picks the train / eval problems;
+    ``num_rl > 0`` adds an ``rl`` split of that many further problems (RL prompts never trained on or
+    evaluated: a run of ``S`` steps x ``B`` prompts with ``num_rl = S * B`` sees a fresh batch every step).
     """
 
     name: str
@@ -220,6 +227,7 @@ class ArithmeticTask:
     steps: int = 3
     modulus: int = 97
     max_operand: int = 99
+    num_rl: int = 0
 
     def __post_init__(self):
         if self.name not in TASKS:
@@ -227,10 +235,13 @@ class ArithmeticTask:
         if self.num_train < 1 or self.num_eval < 1:
             raise ValueError(f"num_train and num_eval must be >= 1, got {self.num_train}, {self.num_eval}")
         pool = 81 * 100 ** (self.digits - 1)  # (9 * 10^(d-1))^2 pairs of d-digit numbers
-        need = self.num_train + self.num_eval
+        if self.num_rl < 0:
+            raise ValueError(f"num_rl must be >= 0, got {self.num_rl}")
+        need = self.num_train + self.num_eval + self.num_rl
         if self.name in ("multiply", "add") and need > pool:
             raise ValueError(
-                f"num_train + num_eval = {need} exceeds the {pool} distinct {self.digits}-digit problems"
+                f"num_train + num_eval + num_rl = {need} exceeds the {pool} distinct {self.digits}-digit "
+                "problems"
             )
 
     def builder_config(self) -> data.ArithmeticConfig:
@@ -240,8 +251,9 @@ class ArithmeticTask:
             if self.name in ("multiply", "add")
             else f"s{self.steps}m{self.modulus}o{self.max_operand}"
         )
+        rl = f"_rl{self.num_rl}" if self.num_rl else ""  # names without an rl split stay as they were
         return data.ArithmeticConfig(
-            name=f"{self.name}_{knobs}_n{self.num_train}_{self.num_eval}_seed{self.seed}",
+            name=f"{self.name}_{knobs}_n{self.num_train}_{self.num_eval}{rl}_seed{self.seed}",
             family=TASKS[self.name],
             digits=self.digits,
             steps=self.steps,
@@ -249,6 +261,7 @@ class ArithmeticTask:
             max_operand=self.max_operand,
             num_train=self.num_train,
             num_test=self.num_eval,
+            num_rl=self.num_rl,
             seed=self.seed,
         )
 
@@ -269,5 +282,6 @@ def load(task: ArithmeticTask, data_dir: str | Path | None = None) -> TaskData:
     family = TASKS[task.name]
     encoder = data.PromptTargetEncoder(tokenizers.CharTokenizer(arithmetic.ALPHABETS[family]))
     rows = data.prepared_records(data.CatArithmetic, task.builder_config(), data_dir)
-    records = {s: tuple((r["prompt"], r["answer"]) for r in rows[_BUILDER_SPLIT[s]]) for s in SPLITS}
+    names = SPLITS + (("rl",) if task.num_rl else ())
+    records = {s: tuple((r["prompt"], r["answer"]) for r in rows[_BUILDER_SPLIT[s]]) for s in names}
     return from_records(records, encoder, answer_set=task.answer_set())

@@ -8,10 +8,15 @@ shrinks any variant to seconds)::
     python -m experiments.rl --config=configs/rl/arith.py:maj4_raw,smoke --workdir=/tmp/cat/rl_smoke
     python -m experiments.paper --study=rl --seeds=0,1,2   # every variant with ',paper' -> results/rl
 
-Variants (SPEC §3.3 presets): ``standard`` (group advantages only), ``passn{4,16}_{log,raw}`` (sequence
-probability p, clip 50, no normalisation), ``maj{4,8}_{raw,log}`` (Laplace p, dynamic threshold, normalised,
+Variants (SPEC §3.3 presets): ``standard`` (group advantages only), ``passn{4,16}_{log,raw}`` (one success
+probability p per prompt, the group's Laplace estimate; ``,seqp``: SPEC's sequence p, App. J; clip 50, no
+normalisation), ``maj{4,8}_{raw,log}`` (Laplace p, dynamic threshold, normalised,
 clip 10, all-wrong penalty 0.5), ``pkpo{2,4,8}`` (PKPO pass@k reward transform, standard weights).
-``paper``: 100 steps per branch (results/rl; ``experiments.paper --rl_steps / --rl_lr`` vary it).
+``paper``: 100 steps per branch with the sequence p (results/rl; ``experiments.paper --rl_steps / --rl_lr``
+vary it). ``add``: the regime where standard RL learns (issue 15): 3-digit + 3-digit addition from the
+``configs/sft/arith.py:warmup,add`` warm-up, 600 steps, each step's 32 prompts new problems from the task's
+``rl`` split (disjoint from the warm-up's and the held-out ones), the exact held-out pass@k at T = 0.5-1.0
+every 50 steps (results/rl_add, ``experiments.paper --study=rl_add``).
 """
 
 import ml_collections
@@ -30,7 +35,7 @@ def _variant(name: str):
             "strategy": "passn",
             "n": int(kind[5:]),
             "form": form,
-            "probability": "sequence",
+            "probability": "empirical",  # one p per prompt; ",seqp": SPEC's sequence p (App. J)
             "clip": 50.0,
         }, 0.0
     if kind.startswith("maj"):
@@ -39,7 +44,7 @@ def _variant(name: str):
     raise ValueError(f"unknown variant {name!r}; e.g. standard, passn4_log, passn16_raw, maj4_raw, maj8_log")
 
 
-MODIFIERS = ("paper", "smoke")
+MODIFIERS = ("paper", "smoke", "add", "seqp")
 
 
 def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
@@ -97,10 +102,24 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
     c.mesh = common.mesh()
     common.loop(c, checkpoint_every=50, log_every=5, curve_temperatures=[1.0])
 
-    if "paper" in parts:  # experiments.paper's RL study (Tables 4-5)
+    if "seqp" in parts or ("paper" in parts and "add" not in parts):
+        # SPEC's sequence p (one p per completion, App. J): not zero-sum within a group (a wrong completion
+        # gets w(p of that wrong string), near 1; a correct one w(p of the correct string), small), so the
+        # update mostly pushes sampled wrong answers down. The multiplication study (results/rl) used it.
+        if c.weights.strategy == "passn":
+            c.weights.probability = "sequence"
+    if "paper" in parts and "add" not in parts:  # experiments.paper's RL study (Tables 4-5)
         c.steps = 100
+    if "add" in parts:  # the regime where standard RL learns (issue 15; results/rl_add)
+        c.task.name, c.task.digits = "add", 3
+        c.steps = 600
+        c.task.num_rl = c.steps * c.prompts_per_step  # a fresh batch of unseen problems every step
+        c.curve_every = 50  # exact held-out pass@k across the temperature frontier (control 1)
+        c.curve_temperatures = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     if "smoke" in parts:
         common.shrink(c, num_train=32, num_eval=4)
         c.rollout.num_samples, c.prompts_per_step, c.steps = 4, 4, 2
+        if "add" in parts:
+            c.task.num_rl, c.curve_every = c.steps * c.prompts_per_step, 1
         c.checkpoint_every, c.log_every, c.progress = 1, 1, False
     return c

@@ -12,7 +12,8 @@ any of them to seconds)::
 Phases: ``warmup`` (CE from scratch), then from the warm-up weights ``ce`` / ``passn4`` / ``passn16`` /
 ``passn64`` (Table 2 rows) and ``maj8_3`` / ``maj16_4`` / ``maj64_26`` (Table 3 rows, (N, k) as in the paper).
 ``paper``: the study's lengths (results/sft_passn, results/sft_majority): a 30-epoch warm-up, 15-epoch
-branches, the exact held-out learning curve every 5 (warm-up) or 2 (branch) epochs.
+branches, the exact held-out learning curve every 5 (warm-up) or 2 (branch) epochs. ``warmup,add``: the
+warm-up of the addition RL study (3-digit addition, 11 epochs; configs/rl/arith.py ``add``).
 Design notes for CPU scale: ../shared/EXPERIMENTS.md.
 """
 
@@ -34,7 +35,7 @@ BRANCHES = {  # phase -> (objective.strategy, objective.n, objective.k)
     "plur8": ("plurality", 8, 1),
     "plur16": ("plurality", 16, 1),
 }
-MODIFIERS = ("paper", "smoke")
+MODIFIERS = ("paper", "smoke", "add")
 
 
 def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
@@ -70,10 +71,18 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
         steps_per_epoch = c.task.num_train // c.batch_size
         c.epochs = 30.0 if phase == "warmup" else 15.0
         c.curve_every = (5 if phase == "warmup" else 2) * steps_per_epoch
+    if "add" in parts:  # the RL study's warm-up (configs/rl/arith.py:<variant>,add), issue 15
+        # 3-digit + 3-digit addition, 11 epochs: held-out pass@1 at T = 1 of 3.2%, greedy well below 50%
+        # (measured: pass@1/4/16/64 = 3.2/11.6/34.2/68.0), a policy RL can still improve.
+        c.task.name, c.task.digits = "add", 3
+        c.epochs = 11.0
+        steps_per_epoch = c.task.num_train // c.batch_size
+        c.curve_every = steps_per_epoch  # the warm-up's own exact learning curve, once per epoch
+        c.curve_temperatures = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     if "smoke" in parts:
         common.shrink(c, num_train=64, num_eval=8)
         c.batch_size, c.epochs = 16, 2.0
         c.checkpoint_every, c.log_every, c.progress = 4, 1, False
-        if "paper" in parts:  # the learning curve still logged, at the smoke run's scale
+        if "paper" in parts or "add" in parts:  # the learning curve still logged, at the smoke run's scale
             c.curve_every = 2
     return c

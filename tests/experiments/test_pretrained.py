@@ -105,3 +105,32 @@ def test_four_devices_match_one(setting, tmp_path):
     four = common.load_params(tmp_path / "d4", policy.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), one, four)
     assert runs[4]["eval"]["pass@k"] == runs[1]["eval"]["pass@k"]
+
+
+def test_plan_counts_the_smoke_policy(setting):
+    """--plan's counts are the built policy's: every base parameter, and exactly the LoRA adapters trained."""
+    import jax
+
+    cfg = _config("configs/sft/math.py:passn16,smoke", setting)
+    planned = common.plan_for(cfg)
+    policy, _ = common.policy_and_data(cfg)
+    assert planned.num_params == sum(x.size for x in jax.tree.leaves(policy.frozen))
+    assert planned.trainable_params == sum(x.size for x in jax.tree.leaves(policy.params))
+    assert planned.fits is None  # CPU reports no memory limit; a GPU / TPU run is checked against its own
+
+
+@pytest.mark.slow  # two CLI processes: make test-slow
+def test_cli_plan_then_smoke_run(setting, tmp_path):
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable, "-m", "experiments.sft", "--config=configs/sft/math.py:passn_warmup,smoke",
+        f"--config.model.checkpoint={setting / 'llama'}", f"--config.task.manual_dir={setting / 'math'}",
+        f"--workdir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    plan = subprocess.run([*args, "--plan"], capture_output=True, text=True, check=True, timeout=300)
+    assert "trainable (lora)" in plan.stdout and not (tmp_path / "run").exists()
+    subprocess.run(args, capture_output=True, text=True, check=True, timeout=300)
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["eval"]["pass@k"]["k"] == [1, 2, 4]
