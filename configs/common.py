@@ -132,6 +132,9 @@ def loop(
     # these temperatures: the learning curve behind the early-stopping and temperature controls (0 = off).
     c.curve_every = 0
     c.curve_temperatures = curve_temperatures
+    # > 0: end the phase at the first curve point whose exact held-out pass@1 (T = 1) reaches this value
+    # (a warm-up calibrated by measurement instead of by a fixed length; needs curve_every > 0).
+    c.stop_at_pass1 = 0.0
     c.checkpoint_every = checkpoint_every  # steps between Orbax checkpoints (a run resumes from the last)
     c.log_every = log_every  # steps between metrics.jsonl records
     c.progress = True  # progress bar on the host loop

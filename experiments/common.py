@@ -432,6 +432,9 @@ def run_phase(
     steps: the learning curve of the early-stopping control.
     """
     started = time.perf_counter()
+    done = pathlib.Path(workdir) / "results.json"
+    if done.exists():
+        return json.loads(done.read_text())  # a finished phase: its report stands (no second evaluation)
     mesh = make_mesh(config.mesh)
     policy, data = policy_and_data(config, mesh)
     check_plan(config, policy, data, mesh)
@@ -450,6 +453,13 @@ def run_phase(
         ks=ks,
         pad_id=data.pad_id,
     )
+    target = float(config.get("stop_at_pass1", 0.0))
+    stop_fn = (lambda m: m["T1/pass@1"] >= target) if target > 0 else None
+    if stop_fn is not None and (not curve_every or 1.0 not in temperatures):
+        raise ValueError(
+            f"stop_at_pass1={target} needs the exact learning curve at T = 1: set curve_every > 0 and 1.0 in "
+            f"curve_temperatures (got curve_every={curve_every}, curve_temperatures={temperatures})"
+        )
     result = train_lib.train_loop(
         training.state,
         training.step,
@@ -461,18 +471,21 @@ def run_phase(
         progress=bool(config.progress),
         eval_every=curve_every,
         eval_fn=eval_fn if curve_every else None,
+        stop_fn=stop_fn,
     )
     train_seconds = time.perf_counter() - started
     if result.preempted:
         return {"preempted": True, "step": int(result.state.step)}
-    done = pathlib.Path(workdir) / "results.json"
-    if result.resumed_from == training.num_steps and done.exists():
-        return json.loads(done.read_text())  # a finished phase: its report stands (no second evaluation)
     save_params(workdir, result.state.params)
     full = train_lib.with_frozen(result.state.params, frozen)
     report = evaluate(apply, full, policy.model_cfg, data, config.eval, mesh)
     report.update(
-        steps=training.num_steps,
+        steps=training.num_steps if result.stopped_at is None else result.stopped_at,
+        **(
+            {}
+            if result.stopped_at is None
+            else {"stopped_at_pass1": target, "planned_steps": training.num_steps}
+        ),
         train_seconds=round(train_seconds, 1),
         final_train_metrics=result.metrics,
         num_params=policy.model_cfg.num_params(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pathlib
 
 import ml_collections
+import numpy as np
 
 from cat_jax import evaluation, operators, reporting
 from experiments import cli, common
@@ -66,15 +67,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "eval_samples": int(config.eval.num_samples),
         "curves": {m: {n: evaluation.curve_record(c) for n, c in cs.items()} for m, cs in curves.items()},
     }
-    reporting.write_json(out / "results.json", report)
     tables = []
     for metric, png in [("pass@k", "pass_at_k.png"), ("maj@k", "maj_at_k.png")]:
         rows = {m: cs[metric] for m, cs in curves.items() if metric in cs}
         tables.append(f"### {metric} (%, mean ± SE over {report['eval_problems']} problems)\n\n")
         tables.append(reporting.markdown_table(rows, ks) + "\n")
         reporting.plot_scaling_curves(rows, ylabel=f"{metric} (%)", scale=100, path=str(out / png))
+        if len(rows) > 1:  # paired by problem: the same held-out problems, so the difference has its own SE
+            (base, ref), *others = rows.items()
+            diffs = {f"{name} − {base}": paired(curve, ref) for name, curve in others}
+            tables.append(f"{metric} difference to {base}, paired by problem (points, mean ± SE):\n\n")
+            tables.append(reporting.markdown_table(diffs, ks) + "\n")
+            report.setdefault("paired", {})[metric] = {
+                n: evaluation.curve_record(c) for n, c in diffs.items()
+            }
+    reporting.write_json(out / "results.json", report)
     reporting.write_text(out / "table.md", "".join(tables))
     return report
+
+
+def paired(curve: operators.Curve, base: operators.Curve) -> operators.Curve:
+    """``curve - base`` per problem (the same held-out problems): its mean and standard error."""
+    values = np.asarray(curve.values) - np.asarray(base.values)
+    mean, se = reporting.mean_se(values)
+    return operators.Curve(curve.ks, values, mean, se)
 
 
 def summary(config, workdir: str, report) -> str:

@@ -1,7 +1,7 @@
 r"""``make run``: the smallest complete CAT experiment, end to end on a CPU in a few minutes.
 
 A 0.43M-parameter decoder learns 2-digit x 2-digit multiplication with a cross-entropy warm-up; two branches
-continue from the same weights for 15 epochs each, one with CE and one with CAT Pass@16; both are then sampled
+continue from the same weights for 15 epochs each, one with CE and one with CAT Pass@64; both are then sampled
 64 times on 500 held-out problems and compared with exact pass@k / maj@k curves (mean ± SE)::
 
     python -m experiments.quickstart --workdir=workdirs/quickstart   # what `make run` does
@@ -24,13 +24,13 @@ BRANCH_EPOCHS = 15.0
 
 
 def run(workdir: str, *, smoke: bool = False, progress: bool = True) -> str:
-    """Warm-up, CE and Pass@16 branches, side-by-side evaluation; returns the markdown table."""
+    """Warm-up, CE and Pass@64 branches, side-by-side evaluation; returns the markdown table."""
     root = pathlib.Path(workdir)
     suffix = ",smoke" if smoke else ""
     warm = root / "warmup"
     sft.run(common.load_config(f"configs/sft/arith.py:warmup{suffix}", {"progress": progress}), str(warm))
     runs = {}
-    for branch in ("ce", "passn16"):
+    for branch in ("ce", "passn64"):
         overrides = {"init_from": str(warm), "progress": progress}
         if not smoke:
             overrides["epochs"] = BRANCH_EPOCHS
@@ -49,7 +49,7 @@ def main(argv):
     table = run(_WORKDIR.value, smoke=_SMOKE.value)
     if not reporting.is_writer():  # process 0 prints (and alone wrote the files named below)
         return
-    print("\nCE vs CAT Pass@16 from the same warm-up (held-out problems, exact estimators):\n")
+    print("\nCE vs CAT Pass@64 from the same warm-up (held-out problems, exact estimators):\n")
     print(table)
     out = pathlib.Path(_WORKDIR.value) / "eval"
     print(f"Plots: {out / 'pass_at_k.png'}, {out / 'maj_at_k.png'}; every number: {out / 'results.json'}")

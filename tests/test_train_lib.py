@@ -380,3 +380,19 @@ def test_metric_writer_without_tensorboardx_writes_jsonl_only(tmp_path, monkeypa
         "loss": [(1, 1.0)],
         "ok": [(1, 1.0)],
     }
+
+
+def test_stop_fn_ends_the_run_at_a_target_and_a_rerun_keeps_it(tmp_path):
+    """stop_fn on the evaluation metrics ends training early; resuming from that checkpoint stops again."""
+    state = tl.TrainState.create(init_params(), TX, seed=0)
+    calls = []
+
+    def eval_fn(s):
+        calls.append(int(s.step))
+        return {"step": float(s.step)}
+
+    kwargs = dict(num_steps=10, workdir=tmp_path, checkpoint_every=100, progress=False, eval_every=2)
+    out = tl.train_loop(state, STEP, batches, eval_fn=eval_fn, stop_fn=lambda m: m["step"] >= 4, **kwargs)
+    assert out.stopped_at == 4 and int(out.state.step) == 4 and calls == [0, 2, 4]
+    again = tl.train_loop(state, STEP, batches, eval_fn=eval_fn, stop_fn=lambda m: m["step"] >= 4, **kwargs)
+    assert again.stopped_at == 4 and int(again.state.step) == 4 and again.resumed_from == 4

@@ -23,6 +23,7 @@ class LoopResult:
     metrics: dict[str, float]
     preempted: bool
     resumed_from: int
+    stopped_at: int | None = None  # the step where ``stop_fn`` ended the run early (None: it did not)
 
 
 def train_loop(
@@ -39,6 +40,7 @@ def train_loop(
     on_step: Callable[[int, dict], None] | None = None,
     eval_every: int = 0,
     eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
+    stop_fn: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> LoopResult:
     """Run ``train_step`` until ``state.step == num_steps`` with auto-resume, checkpoints and metrics.
 
@@ -48,6 +50,8 @@ def train_loop(
     ``FloatingPointError`` naming the step, after which the last checkpoint is still the last good state.
     With ``eval_fn`` and ``eval_every > 0``, ``eval_fn(state)`` runs at step 0, every ``eval_every`` steps
     and at the end; its metrics go to the log as ``eval/<name>`` records (a learning curve on held-out data).
+    ``stop_fn(eval_metrics) -> bool``: after an evaluation at a step > 0, True ends the run there (the state
+    is checkpointed and ``stopped_at`` set): e.g. a warm-up trained until it reaches a target accuracy.
 
     Multi-process runs: every process runs the loop (steps, evaluations, checkpoints: all collective), and
     only process 0 writes the metric log and shows the progress bar (:func:`~.metrics.is_writer`).
@@ -71,16 +75,26 @@ def train_loop(
     )
     t0 = time.perf_counter()
 
-    def run_eval(step: int):
+    def run_eval(step: int) -> bool:
+        """Evaluate when due; whether ``stop_fn`` asks to end the run here."""
         if eval_every and (step % eval_every == 0 or step == num_steps):
-            writer.write(step, {f"eval/{k}": v for k, v in eval_fn(state).items()})
+            measured = eval_fn(state)
+            writer.write(step, {f"eval/{k}": v for k, v in measured.items()})
+            return step > 0 and stop_fn is not None and bool(stop_fn(measured))
+        return False
+
+    stopped_at = None
 
     try:
         with PreemptionGuard() as guard:
             step = start
             if start == 0:
                 run_eval(0)
-            while step < num_steps:
+            elif stop_fn is not None and eval_every and start % eval_every == 0 and start < num_steps:
+                # A run stopped (and checkpointed) here but interrupted before its caller finished: the
+                # stop stands (the evaluation is logged already).
+                stopped_at = start if stop_fn(eval_fn(state)) else None
+            while step < num_steps and stopped_at is None:
                 batch = batches(step) if callable(batches) else next(batches)
                 state, metrics = train_step(state, batch)
                 if not bool(jax.device_get(metrics["train/finite"])):
@@ -99,9 +113,12 @@ def train_loop(
                         sps=f"{(step - start) / (time.perf_counter() - t0):.2g}",
                     )
                 bar.update(1)
-                run_eval(step)
-                if step % checkpoint_every == 0 or step == num_steps:
+                stop = run_eval(step)
+                if step % checkpoint_every == 0 or step == num_steps or stop:
                     checkpointer.save(state, _best_metrics(checkpointer, last))
+                if stop:
+                    stopped_at = step
+                    break
                 if guard.stop:
                     checkpointer.save(state, _best_metrics(checkpointer, last))
                     preempted = True
@@ -110,7 +127,9 @@ def train_loop(
         bar.close()
         if own_checkpointer:
             checkpointer.close()
-    return LoopResult(state=state, metrics=last, preempted=preempted, resumed_from=start)
+    return LoopResult(
+        state=state, metrics=last, preempted=preempted, resumed_from=start, stopped_at=stopped_at
+    )
 
 
 def _best_metrics(checkpointer: Checkpointer, metrics: Mapping[str, Any]):

@@ -72,13 +72,14 @@ def get_config(arg: str = "warmup") -> ml_collections.ConfigDict:
         c.epochs = 30.0 if phase == "warmup" else 15.0
         c.curve_every = (5 if phase == "warmup" else 2) * steps_per_epoch
     if "add" in parts:  # the RL study's warm-up (configs/rl/arith.py:<variant>,add), issue 15
-        # 3-digit + 3-digit addition, 11 epochs: held-out pass@1 at T = 1 of 3.2%, greedy well below 50%
-        # (measured: pass@1/4/16/64 = 3.2/11.6/34.2/68.0), a policy RL can still improve.
+        # 3-digit + 3-digit addition, calibrated by measurement: training stops at the first half-epoch
+        # where the exact held-out pass@1 at T = 1 reaches 3% (a fixed 11 epochs gave 3.2 / 0.7 / 1.1% on
+        # seeds 0 / 1 / 2: the carry is learnt abruptly, at a seed-dependent epoch), within 20 epochs.
         c.task.name, c.task.digits = "add", 3
-        c.epochs = 11.0
-        steps_per_epoch = c.task.num_train // c.batch_size
-        c.curve_every = steps_per_epoch  # the warm-up's own exact learning curve, once per epoch
+        c.epochs = 20.0
+        c.curve_every = c.task.num_train // c.batch_size // 2  # half an epoch
         c.curve_temperatures = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+        c.stop_at_pass1 = 0.03
     if "smoke" in parts:
         common.shrink(c, num_train=64, num_eval=8)
         c.batch_size, c.epochs = 16, 2.0

@@ -109,7 +109,7 @@ def test_programs_start_with_cli_setup(monkeypatch):
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
 def test_quickstart_smoke(tmp_path):
     table = quickstart.run(str(tmp_path), smoke=True, progress=False)
-    assert "| ce |" in table and "| passn16 |" in table and "pass@k" in table
+    assert "| ce |" in table and "| passn64 |" in table and "passn64 − ce" in table and "pass@k" in table
 
 
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
