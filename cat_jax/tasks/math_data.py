@@ -228,20 +228,8 @@ class MathTaskData(TaskData):
     def completion_texts(
         self, tokens: Int[ArrayLike, "b n l"], mask: Bool[ArrayLike, "b n l"]
     ) -> list[list[str]]:
-        """``[B][N]`` decoded completions: tokens (where ``mask``) up to and including the first stop."""
-        tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
-        if tokens.ndim != 3 or mask.shape != tokens.shape:
-            raise ValueError(f"tokens and mask must both be [B, N, L]; got {tokens.shape} and {mask.shape}")
-        stops = np.asarray(self.stop_tokens)
-        out = []
-        for tb, mb in zip(tokens, mask, strict=True):
-            row = []
-            for t, m in zip(tb, mb, strict=True):
-                ids = t[m]
-                hit = np.flatnonzero(np.isin(ids, stops))
-                row.append(self.encoder.decode([int(i) for i in ids[: hit[0] + 1 if len(hit) else len(ids)]]))
-            out.append(row)
-        return out
+        """``[B][N]`` decoded completions (:func:`cat_jax.tasks.tokenizers.completion_texts`)."""
+        return tokenizers.completion_texts(tokens, mask, self.encoder.decode, self.stop_tokens)
 
     def extract(self, completion: str) -> str | None:
         """The final answer of one completion (None: invalid), by the family's rule (module docstring)."""

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from cat_jax.tasks import tokenizers
 from cat_jax.tasks.tokenizers import CharTokenizer
 
 ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
@@ -273,25 +274,7 @@ def conditional_rewards(
 # ----------------------------------------------------------------------------- rewards on decoded text (host)
 
 
-def completion_texts(
-    tokens: Int[ArrayLike, "b m l"],
-    mask: Bool[ArrayLike, "b m l"],
-    decode: Callable[[list[int]], str],
-    stop_tokens: Sequence[int],
-) -> list[list[str]]:
-    """``[B][M]`` texts of sampled completions: the masked ids before the first stop token, ``decode``-d
-    (a tokenizer's ``decode``, which skips special tokens; SPEC §3.4)."""
-    tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
-    stops = np.asarray(list(stop_tokens), np.int64)
-    out = []
-    for t_row, m_row in zip(tokens, mask, strict=True):
-        row = []
-        for t, m in zip(t_row, m_row, strict=True):
-            ids = t[m]
-            hit = np.flatnonzero(np.isin(ids, stops))
-            row.append(decode([int(i) for i in ids[: hit[0] if len(hit) else len(ids)]]))
-        out.append(row)
-    return out
+completion_texts = tokenizers.completion_texts  # the one decoder of sampled completions
 
 
 def text_rewards(texts: Sequence[Sequence[str]], inputs: Sequence[str] | None = None) -> np.ndarray:

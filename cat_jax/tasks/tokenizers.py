@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Int
 
 from cat_jax.logprobs import IGNORE
 
@@ -156,3 +157,29 @@ def layout(
     mask = np.zeros(max_len, bool)
     mask[:n] = True
     return {"tokens": tokens, "labels": labels, "mask": mask, "prompt_len": np.asarray(p, np.int32)}
+
+
+def completion_texts(
+    tokens: Int[ArrayLike, "b m l"],
+    mask: Bool[ArrayLike, "b m l"],
+    decode: Callable[[list[int]], str],
+    stop_tokens: Sequence[int],
+) -> list[list[str]]:
+    """``[B][M]`` texts of sampled completions: the masked ids before the first stop token, ``decode``-d
+    (a tokenizer's ``decode``, which skips special tokens: SPEC §3.4, §3.5). The one decoder of samples for
+    host-side verifiers (MATH answers, protein rewards)."""
+    if np.ndim(tokens) != 3 or np.shape(mask) != np.shape(tokens):
+        raise ValueError(
+            f"tokens and mask must both be [B, M, L]; got {np.shape(tokens)} and {np.shape(mask)}"
+        )
+    tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
+    stops = np.asarray(list(stop_tokens), np.int64)
+    out = []
+    for t_row, m_row in zip(tokens, mask, strict=True):
+        row = []
+        for t, m in zip(t_row, m_row, strict=True):
+            ids = t[m]
+            hit = np.flatnonzero(np.isin(ids, stops))
+            row.append(decode([int(i) for i in ids[: hit[0] if len(hit) else len(ids)]]))
+        out.append(row)
+    return out
