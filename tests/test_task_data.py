@@ -396,3 +396,18 @@ def test_addition_task(data_dir):
     assert CharTokenizer(arithmetic.ALPHABETS["multiplication"]).encode("12=") == tok.encode("12=")
     with pytest.raises(ValueError, match="digits"):
         arithmetic.addition_problem(5, 123, digits=3)
+
+
+def test_rl_split_is_disjoint_and_leaves_train_and_eval_unchanged(data_dir):
+    """num_rl adds RL prompts drawn after train and eval from the same permutation: both stay as they were."""
+    kw = dict(name="add", digits=3, num_train=40, num_eval=10, seed=3)
+    plain = common.task_data(_cfg(data_dir, **kw))
+    with_rl = common.task_data(_cfg(data_dir, **kw, num_rl=24))
+    assert plain.rl is None and len(with_rl.rl) == 24
+    for name in ("train", "eval"):
+        np.testing.assert_array_equal(with_rl.split(name).tokens, plain.split(name).tokens)
+    seen = {tuple(r) for s in (with_rl.train, with_rl.eval) for r in s.prompts.tolist()}
+    assert seen.isdisjoint(tuple(r) for r in with_rl.rl.prompts.tolist())
+    assert with_rl.batches(8, seed=0, split="rl")(2)["prompts"].shape == (8, with_rl.rl.prompts.shape[1])
+    with pytest.raises(ValueError, match=r"split must be one of \['train', 'eval'\], got 'rl'"):
+        plain.split("rl")
