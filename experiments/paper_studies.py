@@ -120,8 +120,11 @@ RL_STUDIES = {
             "passn4_log": ("passn4_log", "Pass@4 log"),
             "passn16_log": ("passn16_log", "Pass@16 log"),
             "passn16_log_seqp": ("passn16_log,seqp", "Pass@16 log, sequence p (App. J)"),
+            "maj4_raw": ("maj4_raw", "Maj@4 raw"),
+            "maj8_raw": ("maj8_raw", "Maj@8 raw"),
+            "pkpo4": ("pkpo4", "PKPO pass@4"),
         },
-        ("standard", "passn4_log", "passn16_log", "passn16_log_seqp"),
+        ("standard", "passn4_log", "passn16_log", "passn16_log_seqp", "maj4_raw", "maj8_raw", "pkpo4"),
         (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
     ),
 }
