@@ -75,10 +75,10 @@ def generate(
         if real < chunk:  # pad with copies of the first row so every call has the same shape
             rows = np.concatenate([rows, np.repeat(rows[:1], chunk - real, 0)])
             lens = np.concatenate([lens, np.repeat(lens[:1], chunk - real, 0)])
-        parts = []
+        parts, chunk_key = [], jax.random.fold_in(key, c)
         for j in range(cfg.num_samples // per_call):
             # One call per chunk keeps fold_in(key, c); split calls fold in their index as well.
-            call_key = jax.random.fold_in(key, c) if per_call == cfg.num_samples else _fold(key, c, j)
+            call_key = chunk_key if per_call == cfg.num_samples else jax.random.fold_in(chunk_key, j)
             parts.append(
                 sampling.sample(
                     apply,
@@ -97,10 +97,6 @@ def generate(
         toks.append(np.concatenate([np.asarray(o.tokens)[:real] for o in parts], axis=1))
         masks.append(np.concatenate([np.asarray(o.mask)[:real] for o in parts], axis=1))
     return np.concatenate(toks), np.concatenate(masks)
-
-
-def _fold(key: Array, c: int, j: int) -> Array:
-    return jax.random.fold_in(jax.random.fold_in(key, c), j)
 
 
 @dataclasses.dataclass(frozen=True)

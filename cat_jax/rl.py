@@ -19,13 +19,14 @@ Training budget ``M`` and the aligned test-time budget ``N`` are independent set
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from jaxtyping import Array, Bool, Int, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Int, PyTree
 
 from cat_jax import advantages as adv
 from cat_jax import evaluation, losses, sampling, train_lib
@@ -73,6 +74,40 @@ def exact_match_scores(
 
 
 ScoreFn = Callable[[Array, Array, dict], RolloutScores]
+# host(tokens [B, M, L], mask [B, M, L], index [B]) -> [B, M] rewards (float32), answer ids (int32), valid.
+HostScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def host_score_fn(host: HostScorer, *, index_key: str | None = None, who: str = "the host scorer") -> ScoreFn:
+    """A :data:`ScoreFn` for the jitted RL step from a numpy verifier that runs on the host (decoding text,
+    MATH answer checks, protein rewards) through ``jax.pure_callback``.
+
+    ``host`` gets the sampled tokens, their mask and ``batch[index_key]`` (each prompt's row of whatever the
+    verifier looks up: references, input sequences; zeros when ``index_key`` is None) as numpy arrays.
+    """
+
+    def call(tokens, mask, index):
+        rewards, ids, valid = host(np.asarray(tokens), np.asarray(mask, bool), np.asarray(index))
+        return (np.asarray(rewards, np.float32), np.asarray(ids, np.int32), np.asarray(valid, bool))
+
+    def score_fn(completions: ArrayLike, mask: ArrayLike, batch: Mapping[str, Any]) -> RolloutScores:
+        b, m = completions.shape[:2]
+        if index_key is not None and index_key not in batch:
+            raise ValueError(
+                f"{who} reads batch[{index_key!r}] (each prompt's row); build the RL batch with the task's "
+                "prompt_batch"
+            )
+        index = jnp.zeros((b,), jnp.int32) if index_key is None else batch[index_key]
+        shapes = tuple(jax.ShapeDtypeStruct((b, m), t) for t in (jnp.float32, jnp.int32, jnp.bool_))
+        rewards, ids, valid = jax.pure_callback(
+            call, shapes, completions, mask, index, vmap_method="sequential"
+        )
+        # A no-op tying the results to a batch input: returned as they are, callback results carry a maximal
+        # (device 0) sharding that Shardy cannot read back once the batch is sharded over devices.
+        row = (jnp.asarray(batch["lengths"]) >= 0)[:, None]
+        return RolloutScores(jnp.where(row, rewards, 0.0), jnp.where(row, ids, -1), valid & row)
+
+    return score_fn
 
 
 def _accumulate(grad_fn, params, batch: dict, key, micro_batches: int):
@@ -227,4 +262,4 @@ def make_rl_step(
     return rl_step
 
 
-__all__ = ["RolloutScores", "exact_match_scores", "make_rl_step"]
+__all__ = ["RolloutScores", "exact_match_scores", "host_score_fn", "make_rl_step"]

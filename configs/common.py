@@ -44,7 +44,7 @@ def model() -> ml_collections.ConfigDict:
     c.num_kv_heads = 4  # key/value heads (< num_heads: grouped-query attention)
     # Storage dtype of the parameters and dtype of the matmul inputs (accumulation, softmax, log-softmax,
     # sampling and the CAT objectives stay float32): float32 | bfloat16 | auto (float32 on CPU, bfloat16 on
-    # GPU/TPU). Trained parameters (full fine-tuning or LoRA adapters) are float32 masters either way.
+    # GPU/TPU; with auto, parameters that all train are stored float32, as LoRA adapters always are).
     c.param_dtype = "auto"
     c.compute_dtype = "auto"
     c.remat = "none"  # gradient checkpointing per decoder block: none | block | dots

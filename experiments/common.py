@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from cat_jax import evaluation, reporting, sampling, sharding, train_lib
+from cat_jax import evaluation, models, reporting, sampling, sharding, train_lib
 from cat_jax.models import llama
 from cat_jax.tasks import task_data as task_data_lib
 from cat_jax.tasks.task_data import TaskData
@@ -81,15 +81,24 @@ def resolve_dtype(name: str) -> str:
     return str(name)
 
 
+def model_dtypes(model: ml_collections.ConfigDict) -> dict[str, Any]:
+    """``param_dtype``, ``compute_dtype`` (None: the same) and ``remat`` of a model config from
+    ``config.model``. ``param_dtype="auto"``: a frozen LoRA base is stored in the accelerator's dtype, what
+    trains in full stays float32 (master weights); an explicit value is taken as given."""
+    trains_all = lora_config(model) is None
+    storage = "float32" if model.param_dtype == "auto" and trains_all else resolve_dtype(model.param_dtype)
+    compute = resolve_dtype(model.compute_dtype)
+    return {
+        "param_dtype": storage,
+        "compute_dtype": None if compute == storage else compute,
+        "remat": str(model.remat),
+    }
+
+
 def scratch_model_config(model: ml_collections.ConfigDict, vocab_size: int) -> llama.LlamaConfig:
     """``config.model`` as a from-scratch ``LlamaConfig.tiny`` with overrides, for a task's vocabulary."""
     overrides = {k: v for k, v in model.to_dict().items() if k not in POLICY_FIELDS}
-    policy = {}
-    if "param_dtype" in model:
-        policy["param_dtype"] = resolve_dtype(model.param_dtype)
-        compute = resolve_dtype(model.compute_dtype)
-        policy["compute_dtype"] = None if compute == policy["param_dtype"] else compute
-        policy["remat"] = str(model.remat)
+    policy = model_dtypes(model) if "param_dtype" in model else {}
     return llama.LlamaConfig.tiny(vocab_size=vocab_size, **overrides, **policy)
 
 
@@ -191,22 +200,10 @@ class Policy(NamedTuple):
         return train_lib.with_frozen(self.params, self.frozen)
 
 
-def model_family(model_cfg):
-    """The module (``llama`` or ``gpt2``) implementing ``model_cfg``'s architecture."""
-    from cat_jax import models
-
-    return models.gpt2 if isinstance(model_cfg, models.gpt2.GPT2Config) else llama
-
-
-def make_cache(model_cfg) -> Callable[[int, int], Any]:
-    """``make_cache(rows, slots)``: an empty KV cache of ``model_cfg``'s family."""
-    return functools.partial(model_family(model_cfg).init_cache, model_cfg)
-
-
 def load_checkpoint(model: ml_collections.ConfigDict, *, template: str | None = None):
-    """``config.model.checkpoint`` -> ``(convert.Checkpoint, chat encoder)``, parameters in the storage
-    dtype (LoRA: ``param_dtype``, the frozen base; full fine-tuning: float32 masters) and the compute dtype
-    and remat policy of the config. ``template``: the chat template (default ``model.chat_template``)."""
+    """``config.model.checkpoint`` -> ``(convert.Checkpoint, chat encoder)`` with :func:`model_dtypes`'s
+    storage and compute dtypes and remat policy. ``template``: the chat template (default
+    ``model.chat_template``)."""
     from cat_jax.models import convert
     from cat_jax.tasks import chat
 
@@ -216,14 +213,7 @@ def load_checkpoint(model: ml_collections.ConfigDict, *, template: str | None = 
             f"model.checkpoint={str(model.checkpoint)!r} is not a Hugging Face checkpoint directory "
             "(no config.json there)"
         )
-    storage = resolve_dtype(model.param_dtype) if int(model.lora.rank) > 0 else "float32"
-    compute = resolve_dtype(model.compute_dtype)
-    ckpt = convert.load(
-        str(path),
-        param_dtype=storage,
-        compute_dtype=None if compute == storage else compute,
-        remat=str(model.remat),
-    )
+    ckpt = convert.load(str(path), **model_dtypes(model))
     if ckpt.tokenizer is None:
         raise FileNotFoundError(f"model.checkpoint={str(path)!r} has no tokenizer.json")
     encoder = chat.chat_encoder(
@@ -265,7 +255,7 @@ def build_policy(
         graphdef, params = llama.init(model_cfg, key)
     else:
         model_cfg, graphdef, params = checkpoint.config, checkpoint.graphdef, checkpoint.params
-    apply, frozen = model_family(model_cfg).decoder(graphdef), None
+    apply, frozen = llama.decoder(graphdef), None  # one logits function for every family
     lora_cfg = lora_config(config.model)
     if lora_cfg is not None:
         graphdef, adapters = lora.init(graphdef, params, lora_cfg, jax.random.fold_in(key, 1))
@@ -304,13 +294,9 @@ def planned_model_config(config: ml_collections.ConfigDict):
     file = pathlib.Path(str(model.checkpoint)).expanduser() / "config.json"
     if not file.is_file():
         raise FileNotFoundError(f"model.checkpoint={str(model.checkpoint)!r} has no config.json")
-    storage = resolve_dtype(model.param_dtype) if lora_config(model) is not None else "float32"
-    cfg = convert.config_from_hf(json.loads(file.read_text()), param_dtype=storage)
-    compute = resolve_dtype(model.compute_dtype)
-    changes = {"compute_dtype": None if compute == storage else compute}
-    if hasattr(cfg, "remat"):
-        changes["remat"] = str(model.remat)
-    return dataclasses.replace(cfg, **changes)
+    dtypes = model_dtypes(model)
+    cfg = convert.config_from_hf(json.loads(file.read_text()), param_dtype=dtypes.pop("param_dtype"))
+    return dataclasses.replace(cfg, **dtypes)
 
 
 def plan_for(
@@ -360,11 +346,12 @@ def plan_for(
         stats = jax.local_devices()[0].memory_stats() or {}
         capacity_bytes = stats.get("bytes_limit")
     lora_cfg = lora_config(config.model)
+    trainable = {"trainable": "full"}
+    if lora_cfg is not None:
+        trainable = {"trainable": "lora", "lora_rank": lora_cfg.rank, "lora_targets": lora_cfg.targets}
     return plan.plan(
         model_cfg,
-        trainable="full" if lora_cfg is None else "lora",
-        lora_rank=16 if lora_cfg is None else lora_cfg.rank,
-        lora_targets=("q",) if lora_cfg is None else lora_cfg.targets,
+        **trainable,
         batch=batch,
         seq_len=seq_len,
         kv_batch=kv_batch,
@@ -518,7 +505,7 @@ def sample_and_score(
     tokens, mask = evaluation.generate(
         apply,
         params,
-        make_cache(model_cfg),
+        functools.partial(models.init_cache, model_cfg),
         data.eval.prompts,
         data.eval.lengths,
         jax.random.key(int(cfg.seed)),

@@ -385,8 +385,9 @@ def report_rl(
                 "\n",
             ]
             payload[f"learning_curve/pass@{k}"] = {"steps": at, **_records(rows)}
-    if s.temperatures and all(all(per_seed) for per_seed in logs.values()):
-        lines, records = _rl_frontier(root / s.warmup_folder, seeds, logs, names, s.temperatures, ks)
+    if s.frontier and all(all(per_seed) for per_seed in logs.values()):
+        temps = tuple(common.load_config(f"{studies.RL_CONFIG}:standard,{s.modifier}").curve_temperatures)
+        lines, records = _rl_frontier(root / s.warmup_folder, seeds, logs, names, temps, ks)
         md += lines
         payload["temperature_frontier"] = records
     reporting.write_text(out / "table.md", "".join(md))

@@ -99,7 +99,7 @@ class RLStudy(NamedTuple):
     modifier: str  # added to every branch's variant: "paper" (the multiplication study) or "add"
     branches: dict[str, tuple[str, str]]
     headline: tuple[str, ...]
-    temperatures: tuple[float, ...] = ()  # the temperature-frontier control's (exact curves at these T)
+    frontier: bool = False  # report the temperature-frontier control (the RL config's curve_temperatures)
 
 
 RL_STUDIES = {
@@ -125,7 +125,7 @@ RL_STUDIES = {
             "pkpo4": ("pkpo4", "PKPO pass@4"),
         },
         ("standard", "passn4_log", "passn16_log", "passn16_log_seqp", "maj4_raw", "maj8_raw", "pkpo4"),
-        (0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+        frontier=True,
     ),
 }
 

@@ -46,7 +46,7 @@ import numpy as np
 from jaxtyping import Array
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, reporting, rl, sampling, train_lib
+from cat_jax import evaluation, losses, models, reporting, rl, sampling, train_lib
 from cat_jax import weights as wts
 from cat_jax.models import llama
 from cat_jax.tasks import protein, protein_data
@@ -167,7 +167,7 @@ def checkpoint_setup(config: ml_collections.ConfigDict, ckpt, encoder, pairs: di
         policy.model_cfg,
         policy.apply,
         policy.params,
-        common.make_cache(policy.model_cfg),
+        functools.partial(models.init_cache, policy.model_cfg),
         tok.pad_id,
         stops,
         tok.bos_id if tok.bos_id is not None else tok.eos_id,

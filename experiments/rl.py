@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from cat_jax import advantages as adv
-from cat_jax import losses, rl, sampling, train_lib
+from cat_jax import losses, models, rl, sampling, train_lib
 from cat_jax import weights as wts
 from experiments import cli, common
 
@@ -63,7 +63,7 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
         return rl.make_rl_step(
             apply,
             tx,
-            common.make_cache(phase.model_cfg),
+            functools.partial(models.init_cache, phase.model_cfg),
             rollout=sampling.SampleConfig(max_new_tokens=data.max_new_tokens, **config.rollout.to_dict()),
             weights=w,
             advantages=adv.AdvantageConfig(**config.advantages.to_dict()),

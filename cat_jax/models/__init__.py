@@ -12,19 +12,9 @@ import dataclasses
 from jaxtyping import Array
 
 from cat_jax.models import convert, gpt2, llama, lora
+from cat_jax.models.convert import Config, family
 from cat_jax.models.gpt2 import GPT2Config
 from cat_jax.models.llama import PRESETS, Cache, Decoder, LlamaConfig, decoder
-
-Config = LlamaConfig | GPT2Config
-
-
-def family(config: Config):
-    """The model module (:mod:`~cat_jax.models.llama` or :mod:`~cat_jax.models.gpt2`) of a config."""
-    if isinstance(config, GPT2Config):
-        return gpt2
-    if isinstance(config, LlamaConfig):
-        return llama
-    raise ValueError(f"config must be a LlamaConfig or a GPT2Config, got {type(config).__name__}")
 
 
 def init(config: Config, key: Array):

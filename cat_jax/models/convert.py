@@ -150,8 +150,9 @@ SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bf
 Config = llama.LlamaConfig | gpt2.GPT2Config
 
 
-def _module(config: Config):
-    """The model module (``llama`` or ``gpt2``) of a config."""
+def family(config: Config):
+    """The model module (:mod:`~cat_jax.models.llama` or :mod:`~cat_jax.models.gpt2`) of a config
+    (re-exported as ``cat_jax.models.family``)."""
     if isinstance(config, gpt2.GPT2Config):
         return gpt2
     if isinstance(config, llama.LlamaConfig):
@@ -302,7 +303,7 @@ def _gpt2_config_to_hf(config: gpt2.GPT2Config) -> dict:
 
 def config_to_hf(config: Config) -> dict:
     """``config.json`` contents for a config (GPT-2; Qwen2 when it has q/k/v bias; else Llama)."""
-    if _module(config) is gpt2:
+    if family(config) is gpt2:
         return _gpt2_config_to_hf(config)
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
     if config.rope_scaling is not None:
@@ -476,7 +477,7 @@ def load(path: str, *, param_dtype: str = "float32", **overrides) -> Checkpoint:
         raise ValueError(f"load() overrides {bad} are not settable on a {type(config).__name__} checkpoint")
     config = dataclasses.replace(config, **changed)
     is_gpt2 = isinstance(config, gpt2.GPT2Config)
-    graphdef, state = _module(config).abstract(config)
+    graphdef, state = family(config).abstract(config)
     pure = nnx.to_pure_dict(state)
     names = _hf_names(config)
     seen = set()
@@ -532,7 +533,7 @@ def save(path: str, config: Config, params: nnx.State, *, max_shard_bytes: int |
 
     ``params`` is a plain model's state: LoRA adapters (an ``(adapters, base)`` tuple, or a state holding
     ``lora`` entries) are refused rather than silently dropped; fold them in first with ``lora.merge``."""
-    _module(config)
+    family(config)
     if isinstance(params, tuple) or _has_adapters(nnx.to_pure_dict(params)):
         raise ValueError(
             "params hold LoRA adapters, which save() would drop; fold them in with lora.merge first"
@@ -584,7 +585,7 @@ def export(
     fold LoRA adapters in first with ``lora.merge``. A non-empty ``path`` is refused unless ``overwrite``
     (which replaces only the files written here).
     """
-    _module(config)
+    family(config)
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         raise ValueError(f"export target {path} is not empty; pass overwrite=True or choose a new directory")
     copies, ids = [], {}

@@ -289,34 +289,11 @@ class MathTaskData(TaskData):
         returns ``RolloutScores`` ``[B, M]``: float32 rewards (1 = verified), int32 answer ids, bool valid.
         """
         self.split(split)
-
-        def host(tokens, mask, index):
-            return self._score_arrays(np.asarray(tokens), np.asarray(mask, bool), np.asarray(index), split)
-
-        def score_fn(
-            completions: Int[ArrayLike, "b m l"], mask: Bool[ArrayLike, "b m l"], batch: Mapping[str, Any]
-        ) -> rl.RolloutScores:
-            if "index" not in batch:
-                raise ValueError(
-                    "the MATH scorer reads batch['index'] (each prompt's row of the split); build the batch "
-                    "with MathTaskData.prompt_batch"
-                )
-            b, m = completions.shape[:2]
-            shapes = (
-                jax.ShapeDtypeStruct((b, m), jnp.float32),
-                jax.ShapeDtypeStruct((b, m), jnp.int32),
-                jax.ShapeDtypeStruct((b, m), jnp.bool_),
-            )
-            rewards, ids, valid = jax.pure_callback(
-                host, shapes, completions, mask, batch["index"], vmap_method="sequential"
-            )
-            # A no-op that ties the results to a batch input: returned as they are, callback results carry a
-            # maximal (device 0) sharding that Shardy cannot read back once a batch is sharded over devices.
-            row = (jnp.asarray(batch["index"]) >= 0)[:, None]
-            rewards, ids, valid = jnp.where(row, rewards, 0.0), jnp.where(row, ids, -1), valid & row
-            return rl.RolloutScores(rewards=rewards, answer_ids=ids, valid=valid)
-
-        return score_fn
+        return rl.host_score_fn(
+            lambda tokens, mask, index: self._score_arrays(tokens, mask, index, split),
+            index_key="index",
+            who="the MATH scorer",
+        )
 
     def prompt_batch(self, rows: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         """RL batch of rows: :meth:`TaskData.prompt_batch` plus ``index`` (the rows, for the scorer)."""

@@ -19,10 +19,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import numbers
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
@@ -321,25 +319,9 @@ def host_score_fn(
 
     def host(tokens, mask, index):
         texts = completion_texts(tokens, mask, decode, stop_tokens)
-        rows = None if seqs is None else [seqs[int(i)] for i in np.asarray(index).reshape(-1)]
+        rows = None if seqs is None else [seqs[int(i)] for i in index.reshape(-1)]
         r = text_rewards(texts, rows)
         valid = np.array([[_valid(clean(t), min_len) for t in row] for row in texts], bool).reshape(r.shape)
-        return r.astype(np.float32), valid
+        return r, np.zeros(r.shape, np.int32), valid  # Best-of-N needs no answer clusters
 
-    def score_fn(
-        completions: Int[ArrayLike, "b m l"], mask: Bool[ArrayLike, "b m l"], batch: Mapping[str, Any]
-    ):
-        if seqs is not None and index_key not in batch:
-            raise ValueError(f"the conditional scorer reads batch[{index_key!r}] (each prompt's input row)")
-        b, m = completions.shape[:2]
-        index = batch[index_key] if seqs is not None else jnp.zeros((b,), jnp.int32)
-        shapes = (jax.ShapeDtypeStruct((b, m), jnp.float32), jax.ShapeDtypeStruct((b, m), jnp.bool_))
-        rewards, valid = jax.pure_callback(host, shapes, completions, mask, index, vmap_method="sequential")
-        # A no-op that ties the results to a batch input: returned as they are, callback results carry a
-        # maximal (device 0) sharding that Shardy cannot read back once a batch is sharded over devices
-        # (as cat_jax.tasks.math_data's rl_score_fn).
-        row = (jnp.asarray(batch["lengths"]) >= 0)[:, None]
-        rewards, valid = jnp.where(row, rewards, 0.0), valid & row
-        return rl.RolloutScores(rewards=rewards, answer_ids=jnp.zeros((b, m), jnp.int32), valid=valid)
-
-    return score_fn
+    return rl.host_score_fn(host, index_key=None if seqs is None else index_key, who="the conditional scorer")
