@@ -7,6 +7,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from cat_jax.models import llama
@@ -82,7 +83,7 @@ def test_programs_start_with_cli_setup(monkeypatch):
     import inspect
     import types
 
-    from experiments import cli, diagnostics, paper, protein, rl_probe
+    from experiments import cli, diagnostics, paper, protein, rl_probe, weight_balance
 
     class Joined(Exception):
         pass
@@ -99,7 +100,13 @@ def test_programs_start_with_cli_setup(monkeypatch):
     for module in (sft, rl, evaluate, protein):  # config + workdir programs: cli.program(run, ...)
         assert "cli.program(run" in inspect.getsource(module).split('if __name__ == "__main__":')[1]
     flag = types.SimpleNamespace(value=None)
-    for module in (quickstart, paper, rl_probe, diagnostics):  # programs with flags of their own
+    for module in (
+        quickstart,
+        paper,
+        rl_probe,
+        diagnostics,
+        weight_balance,
+    ):  # programs with flags of their own
         for name in ("_WORKDIR", "_SMOKE", "_STUDY", "_SEEDS", "_RESULTS", "_CONFIG"):
             monkeypatch.setattr(module, name, flag, raising=False)
         with pytest.raises(Joined):
@@ -190,3 +197,39 @@ def test_rl_probe_smoke(tmp_path, monkeypatch):
     assert "seeds [1] had no gradient" in (tmp_path / "r" / "table.md").read_text()
     with pytest.raises(ValueError, match="no probed batch had a policy gradient"):
         rl_probe.report([flat], tmp_path / "r", "cmd")
+
+
+def test_weight_balance_is_one_for_per_prompt_p_and_not_for_sequence_p():
+    """Group advantages are zero-sum per prompt: a weight shared by a prompt's rollouts keeps up == down."""
+    from cat_jax import advantages as adv
+    from cat_jax import weights as wts
+    from experiments import weight_balance
+
+    rewards = jnp.array([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    a, _ = adv.compute_advantages(rewards, config=adv.AdvantageConfig())
+    old_logp = jnp.log(jnp.array([[0.6, 0.01, 0.02, 0.01], [0.3, 0.3, 0.05, 0.1], [0.1, 0.1, 0.1, 0.1]]))
+    ratios = {}
+    for prob in ("sequence", "empirical", "exact"):
+        config = wts.WeightConfig(strategy="passn", n=16, form="log", probability=prob, clip=50.0)
+        w, _ = wts.cat_weights(rewards, old_logp, config=config, reference_logp=jnp.log(jnp.full(3, 0.4)))
+        s = weight_balance.summarise(weight_balance._stats(np.asarray(a), np.asarray(w), np.asarray(rewards)))
+        ratios[prob] = s
+    assert ratios["empirical"]["up_over_down"] == pytest.approx(1.0, rel=1e-5)
+    assert ratios["exact"]["up_over_down"] == pytest.approx(1.0, rel=1e-5)
+    # The sequence p: the likely correct strings get small weights, the unlikely wrong ones large ones.
+    assert ratios["sequence"]["up_over_down"] < 0.5
+    assert ratios["sequence"]["w_right"] < ratios["sequence"]["w_wrong"]
+
+
+@pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
+def test_weight_balance_smoke(tmp_path):
+    from experiments import weight_balance
+
+    cfg = common.load_config("configs/rl/arith.py:standard,add,smoke")
+    vocab = common.task_data(cfg.task).vocab_size
+    _, params = llama.init(common.scratch_model_config(cfg.model, vocab), jax.random.key(0))
+    common.save_params(tmp_path / "policy", params)
+    run = weight_balance.measure(tmp_path / "policy", 0, batches=1, smoke=True)
+    assert set(run["settings"]) == {f"passn{n}_{f}/{p}" for n, f, p in weight_balance.SETTINGS}
+    weight_balance.report({"untrained": [run, {**run, "seed": 1}]}, tmp_path / "r", "cmd")
+    assert "| untrained | Pass@16 log | exact |" in (tmp_path / "r" / "table.md").read_text()
