@@ -9,7 +9,8 @@ shrinks any variant to seconds)::
     python -m experiments.paper --study=rl --seeds=0,1,2   # every variant with ',paper' -> results/rl
 
 Variants (SPEC §3.3 presets): ``standard`` (group advantages only), ``passn{4,16}_{log,raw}`` (one success
-probability p per prompt, the group's Laplace estimate; ``,seqp``: SPEC's sequence p, App. J; clip 50, no
+probability p per prompt, the group's Laplace estimate; ``,seqp``: SPEC's sequence p, App. J; ``,exactp``:
+the policy's teacher-forced p of the reference answer, one extra forward per step; clip 50, no
 normalisation), ``maj{4,8}_{raw,log}`` (Laplace p, dynamic threshold, normalised,
 clip 10, all-wrong penalty 0.5), ``pkpo{2,4,8}`` (PKPO pass@k reward transform, standard weights).
 ``paper``: 100 steps per branch with the sequence p (results/rl; ``experiments.paper --rl_steps / --rl_lr``
@@ -44,7 +45,7 @@ def _variant(name: str):
     raise ValueError(f"unknown variant {name!r}; e.g. standard, passn4_log, passn16_raw, maj4_raw, maj8_log")
 
 
-MODIFIERS = ("paper", "smoke", "add", "seqp")
+MODIFIERS = ("paper", "smoke", "add", "seqp", "exactp")
 
 
 def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
@@ -108,6 +109,12 @@ def get_config(arg: str = "standard") -> ml_collections.ConfigDict:
         # update mostly pushes sampled wrong answers down. The multiplication study (results/rl) used it.
         if c.weights.strategy == "passn":
             c.weights.probability = "sequence"
+    if "exactp" in parts:
+        if "seqp" in parts:
+            raise ValueError("choose one of the modifiers 'seqp' and 'exactp' (both set weights.probability)")
+        # The true per-prompt p of SPEC's objective on an exact-match task (cat_jax.weights, "exact").
+        if c.weights.strategy in ("passn", "majority"):
+            c.weights.probability = "exact"
     if "paper" in parts and "add" not in parts:  # experiments.paper's RL study (Tables 4-5)
         c.steps = 100
     if "add" in parts:  # the regime where standard RL learns (issue 15; results/rl_add)

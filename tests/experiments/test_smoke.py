@@ -66,6 +66,14 @@ def test_config_errors():
         common.load_config("configs/sft/nope.py")
     with pytest.raises(ValueError, match="unknown variant"):
         common.load_config("configs/rl/arith.py:maj")
+    with pytest.raises(ValueError, match="'seqp' and 'exactp'"):
+        common.load_config("configs/rl/arith.py:passn4_log,seqp,exactp")
+    probability = lambda v: common.load_config(f"configs/rl/arith.py:{v}").weights.probability
+    assert [probability(v) for v in ("passn4_log", "passn4_log,seqp", "maj4_raw,exactp")] == [
+        "empirical",
+        "sequence",
+        "exact",
+    ]
     with pytest.raises(ValueError, match="must start at step 0"):
         common.parse_schedule("5:4", 1)
     with pytest.raises(ValueError, match="step:value"):
