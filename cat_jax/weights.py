@@ -9,7 +9,10 @@ r"""CAT RL weight pipeline on ``[B, M]`` rollouts (prompt-major): rewards, old l
    (Laplace ``(sum_j R_ij + 1) / (M + 2)`` per prompt) or, beyond the paper, ``exact`` (the policy's
    teacher-forced probability of the prompt's reference answer, one ``p`` per prompt with the sequence
    clamps: on exact-match tasks the true ``p`` of SPEC's objective, where ``sequence`` takes each sampled
-   string's own probability, which is not zero-sum within a group: a wrong string gets ``w(p_wrong)``),
+   string's own probability, which is not zero-sum within a group: a wrong string gets ``w(p_wrong)``;
+   measured in results/weight_balance on addition rollouts after 600 steps of standard RL, Pass@16 log
+   with the sequence p pushes sampled completions up with 0.19 ± 0.08 of the weight it pushes them down,
+   where any per-prompt p keeps the two equal),
    then the ``raw`` RL weight ``F'(p)`` or the ``log``
    (SFT) weight ``p F'(p) / F(p)`` of :mod:`cat_jax.objectives`; majority uses a per-prompt threshold ``k``
    from the strongest wrong answer (:func:`majority_thresholds`);
