@@ -372,19 +372,31 @@ def report_rl(
         for b, per_seed in logs.items():
             if any([r["step"] for r in log] != at for log in per_seed):
                 raise ValueError(f"{b}: its learning curve was logged at other steps than standard RL's {at}")
-        for k in (1, ks[-1]):
+        fig = reporting.new_figure((11, 3.8))
+        for panel, k in enumerate((1, ks[-1])):
             rows = {
                 names[b]: reporting.mean_se(
                     np.array([[r[f"eval/T1/pass@{k}"] for r in log] for log in per_seed])
                 )
                 for b, per_seed in logs.items()
             }
+            ax = fig.add_subplot(1, 2, panel + 1)
+            for label, (mean, se) in rows.items():
+                (line,) = ax.plot(at, 100 * mean, marker="o", markersize=2, label=label)
+                ax.fill_between(at, 100 * (mean - se), 100 * (mean + se), color=line.get_color(), alpha=0.15)
+            ax.set_xlabel("RL step")
+            ax.set_ylabel(f"exact held-out pass@{k} at T = 1 (%)")
+            ax.grid(True, alpha=0.3)
             md += [
                 f"## Exact held-out pass@{k} along RL training (teacher-forced, T = 1; %)\n\n",
                 reporting.markdown_table(rows, at, first="branch", prefix="step "),
                 "\n",
             ]
             payload[f"learning_curve/pass@{k}"] = {"steps": at, **_records(rows)}
+        fig.axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        reporting.save_figure(fig, out / "learning_curves.png", command)
+        md.append("Plot: `learning_curves.png` (mean ± SE band over seeds).\n\n")
     if s.frontier and all(all(per_seed) for per_seed in logs.values()):
         temps = tuple(common.load_config(f"{studies.RL_CONFIG}:standard,{s.modifier}").curve_temperatures)
         lines, records = _rl_frontier(root / s.warmup_folder, seeds, logs, names, temps, ks)

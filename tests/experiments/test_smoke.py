@@ -156,6 +156,7 @@ def test_paper_study_smoke(tmp_path, monkeypatch):
     payload = json.loads((out / "results.json").read_text())
     # The smoke config's 2 steps ran (smoke ignores --rl_steps), and the report says so.
     assert payload["rl"]["steps"] == 2 and payload["learning_curve/pass@1"]["steps"] == [0, 2]
+    assert (out / "learning_curves.png").stat().st_size > 0
     assert "## Exact held-out pass@1 along RL training" in (out / "table.md").read_text()
 
 
