@@ -265,7 +265,7 @@ def start_processes(
     return procs
 
 
-def wait_processes(procs, *, timeout: float = 600.0) -> list[ProcessRun]:
+def wait_processes(procs, *, timeout: float | int = 600) -> list[ProcessRun]:
     """Wait for :func:`start_processes`' processes (``timeout`` seconds for all of them together); any still
     running then, and every process once one has failed and the others outlive it by 60 s (a peer blocked
     in a collective never returns), is killed. Returns one :class:`ProcessRun` per process; a killed
@@ -298,6 +298,6 @@ def wait_processes(procs, *, timeout: float = 600.0) -> list[ProcessRun]:
     ]
 
 
-def launch(argv: list[str], *, timeout: float = 600.0, **kwargs) -> list[ProcessRun]:
+def launch(argv: list[str], *, timeout: float | int = 600, **kwargs) -> list[ProcessRun]:
     """:func:`start_processes` then :func:`wait_processes`: a whole multi-process run, its outputs."""
     return wait_processes(start_processes(argv, **kwargs), timeout=timeout)
