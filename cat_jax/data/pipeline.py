@@ -134,8 +134,6 @@ class Batches:
         contiguous block of every step's prompts (:meth:`local_positions`); None: the whole batch."""
         if shard is None or shard.shard_count == 1:
             return dataclasses.replace(self, shard=None)
-        if not 0 <= shard.shard_index < shard.shard_count:
-            raise ValueError(f"shard_index must be in [0, {shard.shard_count}), got {shard.shard_index}")
         if self.prompts_per_batch % shard.shard_count:
             raise ValueError(
                 f"{self.prompts_per_batch} prompts per batch do not split into {shard.shard_count} equal "
