@@ -298,11 +298,11 @@ def build_policy(
         apply, frozen, params = lora.decoder(graphdef), params, adapters
     if encoder is not None and encoder.vocab_size < model_cfg.vocab_size:
         apply = llama.limit_vocab(apply, encoder.vocab_size)
-    if config.get("init_from"):
-        params = load_params(config.init_from, params)
     if mesh is not None:
         params = place_params(params, mesh, config.mesh)
         frozen = None if frozen is None else place_params(frozen, mesh, config.mesh)
+    if config.get("init_from"):  # restored onto the mesh's shardings: each process reads its own shards
+        params = load_params(config.init_from, params)
     return Policy(model_cfg, apply, params, frozen, encoder)
 
 

@@ -188,14 +188,19 @@ def test_two_process_checkpoint_restores_resharded_in_one_process(setting, sft_r
 
 
 def test_rl_two_processes_match_one(setting, tmp_path):
-    one = _one_process(rl, RL_SPEC, setting, tmp_path / "one", RL_OVERRIDES)
-    runs, seconds = _two_processes("experiments.rl", RL_SPEC, setting, tmp_path / "two", RL_OVERRIDES)
+    """From a 1-process LoRA warm-up (restored by both processes onto the 2-host mesh), RL on both layouts."""
+    warmup = common.load_config("configs/sft/math.py:rl_maj_warmup,smoke", _overrides(setting, {}))
+    sft.run(warmup, str(tmp_path / "warmup"))
+    extra = {**RL_OVERRIDES, "init_from": str(tmp_path / "warmup")}
+    one = _one_process(rl, RL_SPEC, setting, tmp_path / "one", extra)
+    runs, seconds = _two_processes("experiments.rl", RL_SPEC, setting, tmp_path / "two", extra)
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     steps_one, loss_one = _curve(tmp_path / "one")
     steps_two, loss_two = _curve(tmp_path / "two")
     assert steps_one == steps_two == [1, 2] and np.all(loss_one != 0)
     params_one = _params(RL_SPEC, setting, RL_OVERRIDES, tmp_path / "one")
     params_two = _params(RL_SPEC, setting, RL_OVERRIDES, tmp_path / "two")
+    assert _max_diff(params_two, _params(RL_SPEC, setting, RL_OVERRIDES, tmp_path / "warmup")) > 0
     print(
         f"\n2-process RL smoke: {seconds:.1f} s wall; "
         f"max |loss diff| {np.max(np.abs(loss_one - loss_two)):.3g}, "
