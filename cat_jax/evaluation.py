@@ -94,8 +94,9 @@ def generate(
                     pad_id=pad_id,
                 )
             )
-        toks.append(np.concatenate([np.asarray(o.tokens)[:real] for o in parts], axis=1))
-        masks.append(np.concatenate([np.asarray(o.mask)[:real] for o in parts], axis=1))
+        # Across processes each samples its devices' prompts; the samples are gathered to every process.
+        toks.append(np.concatenate([sharding.to_host(o.tokens)[:real] for o in parts], axis=1))
+        masks.append(np.concatenate([sharding.to_host(o.mask)[:real] for o in parts], axis=1))
     return np.concatenate(toks), np.concatenate(masks)
 
 
@@ -185,7 +186,7 @@ def exact_pass_at_k(
     pass@k. Returns ``{"T<t>/pass@<k>": mean, "T<t>/pass@<k>_se": SE over problems, "T<t>/log_p": mean
     log p_i}``.
     """
-    log_p = np.asarray(
+    log_p = sharding.to_host(
         teacher_forced_log_p(
             apply,
             params,

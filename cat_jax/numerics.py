@@ -197,12 +197,17 @@ def reduce(x: Array, reduction: str) -> Array:
 
 def is_concrete(*xs) -> bool:
     """True when every ``x`` (``None`` skipped) can be inspected on the host: none is a tracer inside
-    jit/grad/vmap. Eager value checks run only then.
+    jit/grad/vmap, nor a global array with shards on other processes. Eager value checks run only then.
 
     >>> is_concrete(jnp.ones(2), None), jax.jit(lambda x: jnp.asarray(is_concrete(x)))(1.0).item()
     (True, False)
     """
-    return not any(isinstance(x, jax.core.Tracer) for x in xs if x is not None)
+    # A global array of a multi-process run is not a tracer, but only its local shards are on this host.
+    return not any(
+        isinstance(x, jax.core.Tracer) or (isinstance(x, jax.Array) and not x.is_fully_addressable)
+        for x in xs
+        if x is not None
+    )
 
 
 def concrete(name: str, x: ArrayLike) -> np.ndarray:

@@ -12,15 +12,24 @@ TPU slice, under SLURM or Open MPI with several tasks, JAX detects the cluster a
 elsewhere pass ``coordinator_address="host0:1234"``, ``num_processes`` and ``process_id`` (or set
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``), then build the mesh over
 ``jax.devices()`` as usual. :func:`topology` says what this process sees.
+
+In such a run every array of the mesh is global: each process holds the shards of its own devices. The
+helpers below are what a multi-controller program needs around that, and reduce to the plain single-process
+operations on one process: :func:`process_block` (which contiguous block of every batch this process feeds),
+:func:`global_batch` (process-local rows -> one global array), :func:`shard_batch` / :func:`place` (a value
+every process holds whole -> its shards), :func:`to_host` (a global array -> the same numpy array on every
+process), :func:`any_process` and :func:`writer_value` (one decision for all processes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
@@ -125,7 +134,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
-    """Place a host batch on the mesh, split along axis 0; the batch size must divide evenly."""
+    """Place a host batch on the mesh, split along axis 0; the batch size must divide evenly.
+
+    Every process passes the whole batch (the same on each) and puts only its own devices' rows; for a
+    batch each process builds only its part of, see :func:`global_batch`.
+    """
     size = mesh.devices.size
 
     def put(x):
@@ -135,9 +148,104 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
                 f"batch arrays need a leading axis divisible by the {size} devices of the mesh, got shape "
                 f"{x.shape}; change the batch size"
             )
-        return jax.device_put(x, batch_sharding(mesh))
+        return _put(x, batch_sharding(mesh))
 
     return jax.tree.map(put, batch)
+
+
+def _put(x, sharding: jax.sharding.Sharding) -> jax.Array:
+    """``device_put`` of a value every process holds whole; across processes each puts only its shards
+    (``device_put`` would first compare the value across processes, a collective per array)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def process_block(mesh: Mesh) -> tuple[int, int]:
+    """``(index, count)``: this process feeds block ``index`` of ``count`` equal, contiguous blocks of every
+    batch split over ``mesh`` (:func:`batch_sharding`); ``(0, 1)`` on a single process.
+
+    The mesh must hold every process's devices, as many of each, each process's contiguous in the mesh's
+    order (a mesh over ``jax.devices()``, as :func:`make_mesh` builds, is).
+    """
+    flat = list(mesh.devices.flat)
+    mine = [i for i, d in enumerate(flat) if d.process_index == jax.process_index()]
+    processes = {d.process_index for d in flat}
+    if len(processes) != jax.process_count() or not mine:
+        raise ValueError(
+            f"the mesh spans processes {sorted(processes)} of {jax.process_count()}: a multi-process run "
+            "needs a mesh over every process's devices (mesh.devices = 0, all of them)"
+        )
+    per = len(mine)
+    if mine != list(range(mine[0], mine[0] + per)) or mine[0] % per or len(flat) != per * len(processes):
+        raise ValueError(
+            "every process must hold an equal, contiguous block of the mesh's devices (build it over "
+            "jax.devices() in order: sharding.make_mesh)"
+        )
+    return mine[0] // per, len(flat) // per
+
+
+def global_batch(local: PyTree, mesh: Mesh) -> PyTree:
+    """One global array per leaf from each process's block of the batch (:func:`process_block`), split
+    along axis 0 over the mesh: ``jax.make_array_from_process_local_data``. On one process the local batch
+    is the whole batch (:func:`shard_batch`)."""
+    if jax.process_count() == 1:
+        return shard_batch(local, mesh)
+    _, count = process_block(mesh)
+    size = mesh.devices.size // count  # this process's devices
+
+    def put(x):
+        x = np.asarray(x)
+        if x.ndim == 0 or x.shape[0] % size:
+            raise ValueError(
+                f"process-local batch arrays need a leading axis divisible by this process's {size} devices, "
+                f"got shape {x.shape}; change the batch size"
+            )
+        shape = (x.shape[0] * count, *x.shape[1:])
+        return jax.make_array_from_process_local_data(batch_sharding(mesh), x, shape)
+
+    return jax.tree.map(put, local)
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly global) array as numpy, the whole array on every process: sharded across processes,
+    it is gathered (``process_allgather``); otherwise read as it is."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process (a collective every process must call; on one process,
+    ``flag``): e.g. a preemption signal that reached one process stops them all at the same step."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+@contextlib.contextmanager
+def writer_first(name: str):
+    """Run the block on process 0 first, then on the others (a barrier named ``name`` between; on one
+    process, just the block): e.g. preparing a data set in a shared directory once, which the others then
+    read."""
+    if jax.process_count() == 1:
+        yield
+        return
+    if not is_writer():
+        multihost_utils.sync_global_devices(name)
+    yield
+    if is_writer():
+        multihost_utils.sync_global_devices(name)
+
+
+def writer_value(value):
+    """Process 0's ``value`` on every process (a collective every process must call; on one process,
+    ``value``): one answer to a question whose answer could race between processes, e.g. whether a file
+    process 0 writes exists yet."""
+    if jax.process_count() == 1:
+        return value
+    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(value))
 
 
 def param_shardings(params: PyTree, mesh: Mesh, *, fsdp: bool = False, min_size: int = 2**14) -> PyTree:
@@ -164,5 +272,12 @@ def param_shardings(params: PyTree, mesh: Mesh, *, fsdp: bool = False, min_size:
 
 
 def place(tree: PyTree, shardings: PyTree) -> PyTree:
-    """``device_put`` every leaf onto its sharding."""
-    return jax.tree.map(jax.device_put, tree, shardings)
+    """``device_put`` every leaf onto its sharding. Across processes every process passes the same whole
+    value and puts only its own shards (seeded inits and checkpoints read by every process are)."""
+
+    def put(x, s):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jax.device_put(x, s)  # already global: a reshard
+        return _put(x, s)
+
+    return jax.tree.map(put, tree, shardings)

@@ -198,3 +198,106 @@ def write_math_jsonl(path, *, num_train: int = 24, num_test: int = 8, seed: int 
                 }
             )
         (path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# ----------------------------------------------------------------------------- multi-process runs on one host
+
+
+class ProcessRun(NamedTuple):
+    """One process of :func:`launch`: its index, exit code and captured output."""
+
+    process_id: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now (for a coordinator address)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def start_processes(
+    argv: list[str],
+    *,
+    num_processes: int = 2,
+    devices_per_process: int = 2,
+    cwd=None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+):
+    """Start ``num_processes`` CPU processes of one ``jax.distributed`` run on this host: ``argv`` (a
+    program that calls ``experiments.cli.setup``, e.g. ``[sys.executable, "-m", "experiments.sft", ...]``)
+    with ``--coordinator_address=localhost:<port> --num_processes=n --process_id=i`` appended, each
+    process seeing ``devices_per_process`` CPU devices (``XLA_FLAGS``); returns the ``subprocess.Popen``
+    list, their output captured in files (``.stdout_path`` / ``.stderr_path`` on each). Collect them with
+    :func:`wait_processes`."""
+    import os
+    import subprocess
+    import tempfile
+
+    port = free_port() if port is None else port
+    base = {**os.environ, **(env or {}), "JAX_PLATFORMS": "cpu"}
+    flags = (
+        base.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices_per_process}"
+    ).strip()
+    base["XLA_FLAGS"] = flags
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        base.pop(var, None)
+    out = tempfile.mkdtemp(prefix="cat_jax_procs_")
+    procs = []
+    for i in range(num_processes):
+        args = [
+            *argv,
+            f"--coordinator_address=localhost:{port}",
+            f"--num_processes={num_processes}",
+            f"--process_id={i}",
+        ]
+        stdout, stderr = f"{out}/p{i}.out", f"{out}/p{i}.err"
+        with open(stdout, "w") as o, open(stderr, "w") as e:
+            proc = subprocess.Popen(args, cwd=cwd, env=base, stdout=o, stderr=e, start_new_session=True)
+        proc.stdout_path, proc.stderr_path = stdout, stderr
+        procs.append(proc)
+    return procs
+
+
+def wait_processes(procs, *, timeout: float | int = 600) -> list[ProcessRun]:
+    """Wait for :func:`start_processes`' processes (``timeout`` seconds for all of them together); any still
+    running then, and every process once one has failed and the others outlive it by 60 s (a peer blocked
+    in a collective never returns), is killed. Returns one :class:`ProcessRun` per process; a killed
+    process has a negative ``returncode``."""
+    import pathlib
+    import time
+
+    deadline = time.monotonic() + timeout
+    failed_at = None
+    while any(p.poll() is None for p in procs):
+        now = time.monotonic()
+        if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+            failed_at = now
+        if now > deadline or (failed_at is not None and now > failed_at + 60):
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            break
+        time.sleep(0.2)
+    for p in procs:
+        p.wait()
+    return [
+        ProcessRun(
+            i,
+            p.returncode,
+            pathlib.Path(p.stdout_path).read_text(),
+            pathlib.Path(p.stderr_path).read_text(),
+        )
+        for i, p in enumerate(procs)
+    ]
+
+
+def launch(argv: list[str], *, timeout: float | int = 600, **kwargs) -> list[ProcessRun]:
+    """:func:`start_processes` then :func:`wait_processes`: a whole multi-process run, its outputs."""
+    return wait_processes(start_processes(argv, **kwargs), timeout=timeout)

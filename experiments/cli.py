@@ -7,6 +7,7 @@ program that imports this module, i.e. every experiment.
 
 from __future__ import annotations
 
+import logging as std_logging
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -56,7 +57,8 @@ def setup() -> dict[str, int | bool]:
     ``global_devices`` and ``distributed`` (whether ``jax.distributed`` was initialised).
 
     Must run before anything touches a device. Outside ``app.run`` (flags not parsed) only the environment
-    can ask for a multi-process start.
+    can ask for a multi-process start. In a multi-process run every log line then carries ``[process i/n]``
+    (:func:`tag_logs`); metrics, progress bars, reports and plots come from process 0 alone.
     """
     parsed = flags.FLAGS.is_parsed()
     distributed = sharding.initialize_distributed(
@@ -65,6 +67,8 @@ def setup() -> dict[str, int | bool]:
         process_id=_PROCESS_ID.value if parsed else None,
     )
     topology = {**sharding.topology(), "distributed": distributed}
+    if topology["process_count"] > 1:
+        tag_logs(topology["process_index"], topology["process_count"])
     logging.info(
         "process %d of %d: %d local devices, %d global devices (%s); jax.distributed %s",
         topology["process_index"],
@@ -75,6 +79,28 @@ def setup() -> dict[str, int | bool]:
         "initialised" if distributed else "not used (single process)",
     )
     return topology
+
+
+class _ProcessTag(std_logging.Filter):
+    """Prefixes every log record with ``[process i/n]`` (the processes of a run share one terminal or one
+    SLURM output file)."""
+
+    def __init__(self, tag: str):
+        super().__init__()
+        self.tag = tag
+
+    def filter(self, record):
+        if not getattr(record, "_process_tagged", False):
+            record.msg, record._process_tagged = f"{self.tag} {record.msg}", True
+        return True
+
+
+def tag_logs(process_index: int, process_count: int) -> None:
+    """Tag this process's absl / Python log lines with its index (once; :func:`setup` does it in a
+    multi-process run)."""
+    handler = logging.get_absl_handler().python_handler
+    if not any(isinstance(f, _ProcessTag) for f in handler.filters):
+        handler.addFilter(_ProcessTag(f"[process {process_index}/{process_count}]"))
 
 
 def command(module: str) -> str:
@@ -115,7 +141,9 @@ def main_for(run, summary, arguments: Callable[[], tuple[ml_collections.ConfigDi
         logging.set_verbosity(logging.WARNING)
         config, workdir = arguments()
         if flags.FLAGS.is_parsed() and _PLAN.value:
-            print(plan_report(config, _PLAN_DEVICES.value, _PLAN_MEMORY_GIB.value))
+            planned = plan_report(config, _PLAN_DEVICES.value, _PLAN_MEMORY_GIB.value)
+            if reporting.is_writer():
+                print(planned)
             return
         result = run(config, workdir)
         if reporting.is_writer():  # the summary may read report files, which process 0 alone writes

@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import grain
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.sharding import NamedSharding
 
 from cat_jax import evaluation, models, reporting, sampling, sharding, train_lib
 from cat_jax.models import llama
@@ -134,11 +136,28 @@ def value_at(schedule: list[tuple[int, int]], step: int) -> int:
 
 
 def make_mesh(cfg: ml_collections.ConfigDict):
-    """``config.mesh`` -> a ``(data, fsdp)`` mesh, or None for a plain single-device run (``devices = 1``)."""
+    """``config.mesh`` -> a ``(data, fsdp)`` mesh, or None for a plain single-device run (``devices = 1``).
+
+    A multi-process run spans every process's devices: ``devices`` must be 0 or all of them (the data and
+    FSDP axes then cross hosts)."""
     devices = int(cfg.devices)
+    if jax.process_count() > 1 and devices not in (0, jax.device_count()):
+        raise ValueError(
+            f"mesh.devices={devices} in a run of {jax.process_count()} processes: a multi-process run needs "
+            f"a mesh over every process's devices (mesh.devices = 0 or {jax.device_count()})"
+        )
     if devices == 1 and int(cfg.fsdp) == 1:
         return None
     return sharding.make_mesh(None if devices == 0 else devices, fsdp=int(cfg.fsdp))
+
+
+def data_shard(mesh) -> grain.sharding.ShardOptions | None:
+    """The block of every batch this process reads (``Batches.sharded``): its devices' rows of the mesh
+    (:func:`cat_jax.sharding.process_block`); None on a single process (it reads whole batches)."""
+    if mesh is None or jax.process_count() == 1:
+        return None
+    index, count = sharding.process_block(mesh)
+    return grain.sharding.ShardOptions(shard_index=index, shard_count=count, drop_remainder=True)
 
 
 def place_params(params, mesh, cfg: ml_collections.ConfigDict):
@@ -149,16 +168,33 @@ def place_params(params, mesh, cfg: ml_collections.ConfigDict):
 
 
 def sharded_batches(batches, mesh):
-    """``batches(step)`` with every array split over the mesh devices along axis 0 (identity without one)."""
+    """``batches(step)`` with every array split over the mesh devices along axis 0 (identity without one).
+
+    Across processes ``batches(step)`` is this process's block (:func:`data_shard`) and the result one global
+    array per leaf (:func:`cat_jax.sharding.global_batch`)."""
     if mesh is None:
         return batches
-    return lambda step: sharding.shard_batch(jax.tree.map(np.asarray, batches(step)), mesh)
+    return lambda step: sharding.global_batch(jax.tree.map(np.asarray, batches(step)), mesh)
+
+
+def place_state(state: train_lib.TrainState, mesh) -> train_lib.TrainState:
+    """Every leaf of ``state`` on ``mesh``: those already there (parameters, and optimizer moments that
+    follow them) as they are, the others (step, key, counters) replicated. Across processes a checkpoint
+    then holds global arrays only, saved and restored by every process, sharded as they are."""
+    if mesh is None:
+        return state
+
+    def put(x):
+        on_mesh = isinstance(getattr(x, "sharding", None), NamedSharding) and x.sharding.mesh == mesh
+        return x if on_mesh else sharding.place(x, sharding.replicated(mesh))
+
+    return jax.tree.map(put, state)
 
 
 def save_params(workdir: str | pathlib.Path, params) -> pathlib.Path:
     """Final parameters of a run in ``workdir/params`` (what ``init_from`` of a later phase loads)."""
     path = (pathlib.Path(workdir) / "params").absolute()
-    if path.exists():
+    if bool(sharding.writer_value(path.exists())):  # one answer for every process: all save, or none
         return path
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(path, params)
@@ -168,7 +204,7 @@ def save_params(workdir: str | pathlib.Path, params) -> pathlib.Path:
 def load_params(workdir: str | pathlib.Path, template):
     """Parameters saved by :func:`save_params` in ``workdir``, shaped like ``template``."""
     path = (pathlib.Path(workdir) / "params").absolute()
-    if not path.exists():
+    if not bool(sharding.writer_value(path.exists())):
         raise FileNotFoundError(
             f"init_from={str(workdir)!r} has no params/ (run that phase to the end first)"
         )
@@ -262,11 +298,11 @@ def build_policy(
         apply, frozen, params = lora.decoder(graphdef), params, adapters
     if encoder is not None and encoder.vocab_size < model_cfg.vocab_size:
         apply = llama.limit_vocab(apply, encoder.vocab_size)
-    if config.get("init_from"):
-        params = load_params(config.init_from, params)
     if mesh is not None:
         params = place_params(params, mesh, config.mesh)
         frozen = None if frozen is None else place_params(frozen, mesh, config.mesh)
+    if config.get("init_from"):  # restored onto the mesh's shardings: each process reads its own shards
+        params = load_params(config.init_from, params)
     return Policy(model_cfg, apply, params, frozen, encoder)
 
 
@@ -386,6 +422,9 @@ class Phase(NamedTuple):
     apply: Any  # the model's logits function (hashable: jit-static); reads with_frozen(params, frozen)
     params: Any  # what trains: seeded init or checkpoint, or ``config.init_from``'s; already on the mesh
     frozen: Any = None  # the frozen part (a LoRA base), an argument of every step; None: all trains
+    # This process's block of every batch (multi-process runs; None: whole batches): an experiment's
+    # ``Training.batches`` reads only it, through ``Batches.sharded(phase.shard)``.
+    shard: Any = None
 
 
 class Training(NamedTuple):
@@ -420,12 +459,13 @@ def run_phase(
     """
     started = time.perf_counter()
     done = pathlib.Path(workdir) / "results.json"
-    if done.exists():
+    if bool(sharding.writer_value(done.exists())):  # process 0 writes it: its view decides for all
         return json.loads(done.read_text())  # a finished phase: its report stands (no second evaluation)
     mesh = make_mesh(config.mesh)
     policy, data = policy_and_data(config, mesh)
     check_plan(config, policy, data, mesh)
-    training = build(Phase(data, policy.model_cfg, policy.apply, policy.params, policy.frozen))
+    shard = data_shard(mesh)
+    training = build(Phase(data, policy.model_cfg, policy.apply, policy.params, policy.frozen, shard))
     apply, frozen = policy.apply, policy.frozen
 
     curve_every = int(config.get("curve_every", 0))
@@ -448,7 +488,7 @@ def run_phase(
             f"curve_temperatures (got curve_every={curve_every}, curve_temperatures={temperatures})"
         )
     result = train_lib.train_loop(
-        training.state,
+        place_state(training.state, mesh),
         training.step,
         sharded_batches(training.batches, mesh),
         num_steps=training.num_steps,
@@ -462,7 +502,7 @@ def run_phase(
     )
     train_seconds = time.perf_counter() - started
     if result.preempted:
-        return {"preempted": True, "step": int(result.state.step)}
+        return {"preempted": True, "step": int(jax.device_get(result.state.step))}
     save_params(workdir, result.state.params)
     full = train_lib.with_frozen(result.state.params, frozen)
     report = evaluate(apply, full, policy.model_cfg, data, config.eval, mesh)
@@ -536,7 +576,12 @@ MATH_TASKS = ("math", "gsm8k")
 def task_data(cfg: ml_collections.ConfigDict, encoder=None) -> TaskData:
     """The task named ``cfg.name``, prepared in ``cfg.data_dir`` once: a synthetic arithmetic task
     (``multiply``, ``add``, ``modular_chain``) or MATH / GSM8K (``math``, ``gsm8k``: needs a checkpoint's
-    chat ``encoder``)."""
+    chat ``encoder``). Across processes, process 0 prepares it first and the others read what it wrote."""
+    with sharding.writer_first(f"task_data {cfg.name}"):
+        return _task_data(cfg, encoder)
+
+
+def _task_data(cfg: ml_collections.ConfigDict, encoder=None) -> TaskData:
     if cfg.name in MATH_TASKS:
         if encoder is None:
             raise ValueError(

@@ -86,7 +86,8 @@ def _training(config: ml_collections.ConfigDict, phase: common.Phase) -> common.
     state = train_lib.TrainState.create(phase.params, tx, seed=int(config.seed), extra=extra)
     # Prompts from the task's rl split (disjoint from the warm-up's and the held-out problems) if it has one.
     split = "rl" if data.rl is not None else "train"
-    rows = data.batches(int(config.prompts_per_step), seed=int(config.seed), split=split)
+    # This process's prompts of each step only (multi-process runs); every group stays whole on its process.
+    rows = data.batches(int(config.prompts_per_step), seed=int(config.seed), split=split).sharded(phase.shard)
     return common.Training(state, step, lambda i: data.prompt_batch(rows(i)), num_steps)
 
 

@@ -55,7 +55,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def build(phase: common.Phase) -> common.Training:
         loss_fn, examples = loss_and_examples(config.objective, phase.apply, phase.data)
-        rows = phase.data.batches(int(config.batch_size), seed=int(config.seed))
+        rows = phase.data.batches(int(config.batch_size), seed=int(config.seed)).sharded(phase.shard)
         num_steps = math.ceil(float(config.epochs) * rows.per_epoch)
         tx = train_lib.make_optimizer(common.optimizer_config(config.opt, total_steps=num_steps))
         step = jax.jit(train_lib.make_train_step(loss_fn, tx), donate_argnums=0)

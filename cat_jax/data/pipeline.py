@@ -6,6 +6,11 @@ of epoch ``e`` holds the records at ``np.random.default_rng([seed, e]).permutati
 (``P`` prompts per batch, ``i = step - e * per_epoch``): nothing but the step decides it, so a resumed run
 reads exactly the batches of an uninterrupted one without checkpointing iterator state, and a host can read
 its own slice of each global batch.
+
+Multi-process runs: :meth:`Batches.sharded` with grain's ``ShardOptions`` (``ShardByJaxProcess``, or the
+block a mesh gives this process: ``experiments.common.data_shard``) makes ``batches(step)`` read only shard
+``i``'s contiguous ``1 / count`` of the step's prompts (every group whole: a prompt's copies stay with it),
+so the shards of all processes, concatenated in order, are the one-process batch.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class Batches:
     seed: int
     shuffle: bool
     drop_remainder: bool
+    shard: grain.sharding.ShardOptions | None = None  # None: the whole batch (one process)
 
     @property
     def prompts_per_batch(self) -> int:
@@ -123,8 +129,34 @@ class Batches:
         """Record indices (into the source) of the batch's prompts, one per group."""
         return self.records[self.positions(step)]
 
+    def sharded(self, shard: grain.sharding.ShardOptions | None) -> Batches:
+        """These batches as shard ``shard.shard_index`` of ``shard.shard_count`` reads them: the shard's
+        contiguous block of every step's prompts (:meth:`local_positions`); None: the whole batch."""
+        if shard is None or shard.shard_count == 1:
+            return dataclasses.replace(self, shard=None)
+        if self.prompts_per_batch % shard.shard_count:
+            raise ValueError(
+                f"{self.prompts_per_batch} prompts per batch do not split into {shard.shard_count} equal "
+                "process shards; make the batch size (prompts_per_step) a multiple of the process count"
+            )
+        return dataclasses.replace(self, shard=shard)
+
+    def local_positions(self, step: int) -> np.ndarray:
+        """Positions in ``records`` of this shard's prompts of batch ``step`` (all of them unsharded)."""
+        order = self.positions(step)
+        if self.shard is None:
+            return order
+        per, rest = divmod(len(order), self.shard.shard_count)
+        if rest:  # a split smaller than one batch, read whole
+            raise ValueError(
+                f"batch {step} has {len(order)} prompts, not a multiple of the "
+                f"{self.shard.shard_count} shards"
+            )
+        return order[self.shard.shard_index * per : (self.shard.shard_index + 1) * per]
+
     def __call__(self, step: int) -> dict[str, np.ndarray]:
-        ex = [self.dataset[int(j)] for j in self.positions(step)]
+        """This shard's rows of batch ``step`` (the whole batch unsharded); only they are read."""
+        ex = [self.dataset[int(j)] for j in self.local_positions(step)]
         # Prompt-major groups: each example's group_size copies are consecutive rows.
         return {k: np.repeat(np.stack([e[k] for e in ex]), self.group_size, axis=0) for k in ex[0]}
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import jax
 import tqdm
+from absl import logging
 
 from cat_jax import numerics as nx
+from cat_jax import sharding
 from cat_jax.train_lib.checkpoints import Checkpointer, PreemptionGuard
 from cat_jax.train_lib.metrics import MetricWriter, to_python
 from cat_jax.train_lib.state import TrainState
@@ -54,7 +56,10 @@ def train_loop(
     is checkpointed and ``stopped_at`` set): e.g. a warm-up trained until it reaches a target accuracy.
 
     Multi-process runs: every process runs the loop (steps, evaluations, checkpoints: all collective), and
-    only process 0 writes the metric log and shows the progress bar (:func:`~.metrics.is_writer`).
+    only process 0 writes the metric log and shows the progress bar (:func:`~.metrics.is_writer`). After
+    every step the processes agree on the preemption flag (:func:`cat_jax.sharding.any_process`, one tiny
+    all-gather), so a SIGTERM that reaches any one of them stops all of them after the same step, with one
+    checkpoint of that step that every process took part in.
     """
     nx.check_int("num_steps", num_steps, minimum=0)
     nx.check_int("checkpoint_every", checkpoint_every, minimum=1)
@@ -119,9 +124,16 @@ def train_loop(
                 if stop:
                     stopped_at = step
                     break
-                if guard.stop:
+                if sharding.any_process(guard.stop):
                     checkpointer.save(state, _best_metrics(checkpointer, last))
                     preempted = True
+                    cause = f"signal {guard.received} here" if guard.stop else "a signal to another process"
+                    logging.warning(
+                        "process %d: preempted (%s) after step %d; checkpoint saved, exiting",
+                        jax.process_index(),
+                        cause,
+                        step,
+                    )
                     break
     finally:
         bar.close()

@@ -14,17 +14,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import numpy as np
-
 from cat_jax import numerics as nx
-from cat_jax.sharding import is_writer
+from cat_jax.sharding import is_writer, to_host
 from cat_jax.train_lib.checkpoints import check_workdir
 
 
 def to_python(v):
-    """A metric value as a JSON-ready Python scalar or nested list."""
-    v = np.asarray(jax.device_get(v))
+    """A metric value as a JSON-ready Python scalar or nested list (gathered if sharded across processes)."""
+    v = to_host(v)
     return v.item() if v.ndim == 0 else v.tolist()
 
 
