@@ -61,6 +61,7 @@ MODULES = (
     "plan",
     "train_lib",
     "sharding",
+    "multihost",
     "rl",
     "evaluation",
     "tasks",
