@@ -65,8 +65,9 @@ def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
 def profile(spec: str, calls: int, libs) -> list[str]:
     """Markdown lines for one ``model:batch`` profile."""
     jax, jnp, np, MODELS, NEW, PROMPT, sampling, llama = libs
-    name, b = spec.split(":")
+    name, b, *dt = spec.split(":")
     m, b = MODELS[name], int(b)
+    dtype = dt[0] if dt else "float32"
     config = llama.LlamaConfig(
         m["vocab_size"],
         m["hidden_size"],
@@ -74,6 +75,7 @@ def profile(spec: str, calls: int, libs) -> list[str]:
         m["num_hidden_layers"],
         m["num_attention_heads"],
         m["num_key_value_heads"],
+        compute_dtype=dtype,
     )
     graphdef, params = llama.init(config, jax.random.key(0))
     prompts = jnp.asarray(np.random.default_rng(b).integers(0, config.vocab_size, (b, PROMPT)), jnp.int32)
