@@ -1,13 +1,16 @@
-"""Sampler throughput: cat_jax jit sampler vs Hugging Face ``generate`` on the same weights, side by side.
+"""Sampler throughput: cat_jax jit sampler vs Hugging Face ``generate`` on the same weights, side by side, in
+float32 and bfloat16.
 
-Run: ``.venv/bin/python -m benchmarks.sampler`` (writes ``results/benchmarks/sampler.md``; ~5 minutes on a
-shared 2-core machine). For each model shape in ``MODELS`` a random ``LlamaForCausalLM`` is built with
-transformers, saved as safetensors and loaded into cat_jax with ``cat_jax.models.convert``, so both sides run
-identical weights. Both sample at temperature 1 without filters (HF: ``do_sample=True, top_k=0``, KV cache
-on), from the same prompt length, for exactly the same number of new tokens, at batch sizes 1, 16, 64, 256
-(one completion per prompt) and 16 prompts x 16 samples. Repetitions alternate between the two sides and the
-table reports medians. Also: time to first sample (first call, compile included) and the fraction of the
-machine's measured float32 matmul throughput that the sampler's prefill achieves.
+Run: ``nice -n 10 .venv/bin/python -m benchmarks.sampler`` (writes ``results/benchmarks/sampler.md``; ~10
+minutes on a shared 2-core machine). For each model shape in ``MODELS`` a random ``LlamaForCausalLM`` is built
+with transformers, saved as safetensors and loaded into cat_jax with ``cat_jax.models.convert``, so every side
+runs identical weights. Four sides: cat_jax with float32 parameters and ``compute_dtype`` float32 or bfloat16
+(bf16 matmul inputs, float32 accumulation and everything else), and HF in float32 or cast to bfloat16. All
+sample at temperature 1 without filters (HF: ``do_sample=True, top_k=0``, KV cache on), from the same prompt
+length, for exactly the same number of new tokens, at batch sizes 1, 16, 64, 256 (one completion per prompt)
+and 16 prompts x 16 samples. Repetitions cycle through the four sides and the table reports medians and their
+ratios. Also: time to first sample (first call, compile included) and the fraction of the machine's measured
+matmul throughput of each dtype (measured in the same run) that the sampler's prefill achieves.
 
 Threads: the process is pinned to ``--cores`` cores (default 1) before jax and torch start, and torch gets as
 many threads, so both runtimes compute on the same cores; the header records how many threads of each side
@@ -66,7 +69,7 @@ def matmul_peak(jax, jnp, dtype="float32", sizes=(512, 1024, 2048)) -> float:
         a = jnp.ones((n, n), dtype)
         f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
         f(a).block_until_ready()
-        t = min(timed(lambda f=f, a=a: f(a).block_until_ready()) for _ in range(5))
+        t = min(timed(lambda f=f, a=a: f(a).block_until_ready()) for _ in range(10))
         best = max(best, 2 * n**3 / t)
     return best
 

@@ -19,6 +19,7 @@ import os
 import re
 import statistics
 import tempfile
+import time
 
 
 def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
@@ -52,7 +53,7 @@ def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
             group = "prefill (with the loop cache's initialisation)"
         elif "bkgd,bksd" in where or "bkgs,bksd" in where:
             group = "decode attention einsums"
-        elif "log_softmax" in where or "reduce-window" in name or "/exp" in where or "convert" in where:
+        elif "log_softmax" in where or "reduce-window" in name or "/exp" in where:
             group = "LM head and sampling (log-softmax, CDF cumsum)"
         elif "dot_general" in where:
             group = "decode matmuls (projections, MLP)"
@@ -62,8 +63,21 @@ def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
     return dict(out)
 
 
-def profile(spec: str, calls: int, libs) -> list[str]:
-    """Markdown lines for one ``model:batch`` profile."""
+def bandwidth(jax, jnp, np, nbytes: int) -> float:
+    """Measured read bandwidth (bytes/s): best jitted float32 column sum over a ``nbytes`` array."""
+    x = jnp.ones((max(1, nbytes // 4096), 1024), jnp.float32)
+    f = jax.jit(lambda x: jnp.sum(x, axis=0))
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(10):
+        start = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return x.nbytes / best
+
+
+def profile(spec: str, calls: int, libs, peaks) -> list[str]:
+    """Markdown lines for one ``model:batch[:dtype]`` profile (dtype: the compute dtype, float32 default)."""
     jax, jnp, np, MODELS, NEW, PROMPT, sampling, llama = libs
     name, b, *dt = spec.split(":")
     m, b = MODELS[name], int(b)
@@ -79,7 +93,8 @@ def profile(spec: str, calls: int, libs) -> list[str]:
     )
     graphdef, params = llama.init(config, jax.random.key(0))
     prompts = jnp.asarray(np.random.default_rng(b).integers(0, config.vocab_size, (b, PROMPT)), jnp.int32)
-    args = (llama.decoder(graphdef), params, llama.init_cache(config, b, PROMPT + NEW), prompts)
+    slots = PROMPT + NEW
+    args = (llama.decoder(graphdef), params, llama.init_cache(config, b, slots), prompts)
     args += (jnp.full((b,), PROMPT, jnp.int32),)
     kw = dict(num_samples=1, max_new_tokens=NEW, strategy=sampling.Temperature(1.0))
 
@@ -87,7 +102,11 @@ def profile(spec: str, calls: int, libs) -> list[str]:
         return sampling.sample(*args, jax.random.key(0), **kw).tokens.block_until_ready()
 
     call()
-    call()
+    walls = []
+    for _ in range(3):
+        start = time.perf_counter()
+        call()
+        walls.append(time.perf_counter() - start)
     hlo = sampling._sample.lower(*args, jax.random.key(0), **kw, stop_tokens=(), pad_id=0).compile().as_text()
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d, create_perfetto_trace=True):
@@ -97,11 +116,33 @@ def profile(spec: str, calls: int, libs) -> list[str]:
         trace_json = json.load(gzip.open(path))
     g = groups(trace_json, hlo, calls)
     total = sum(g.values())
+    # Efficiency of the two groups that are one kind of work each.
+    c, hd = config, config.dim_head
+    proj = (
+        c.hidden_size * hd * (2 * c.num_heads + 2 * c.num_kv_heads) + 3 * c.hidden_size * c.intermediate_size
+    )
+    decode_flops = 2 * NEW * b * c.num_layers * proj
+    t_mm = g.get("decode matmuls (projections, MLP)", float("nan"))
+    carried = sampling._carried(c.matmul_dtype).itemsize  # the loop's cache dtype (float32 on CPU)
+    per_token = 2 * c.num_layers * c.num_kv_heads * slots * hd * carried  # K and V, every slot, every layer
+    filled = 2 * c.num_layers * c.num_kv_heads * hd * carried * (PROMPT + (NEW + 1) / 2)  # mean filled part
+    t_att = g.get("decode attention einsums", float("nan"))
+    achieved = per_token * b * NEW / t_att
+    bw = bandwidth(jax, jnp, np, per_token * b // c.num_layers // 2)  # one layer's K (or V) cache
     lines = [
-        f"- **{name}, batch {b}** (prompt {PROMPT}, {NEW} new tokens): {total * 1e3:.1f} ms of ops per call"
+        f"- **{name}, batch {b}, {dtype}** (prompt {PROMPT}, {NEW} new tokens): {total * 1e3:.1f} ms of ops "
+        f"per call (wall {min(walls) * 1e3:.0f} ms, best of 3 untraced calls)"
     ]
     for group, t in sorted(g.items(), key=lambda kv: -kv[1]):
         lines.append(f"  - {t * 1e3:.1f} ms ({100 * t / total:.0f}%) {group}")
+    lines += [
+        f"  - decode matmuls: {decode_flops / t_mm / 1e9:.0f} GFLOP/s = "
+        f"{decode_flops / t_mm / peaks[dtype]:.2f} of the {dtype} peak",
+        f"  - decode attention: reads {per_token / 1024:.0f} KiB per generated token (K and V of all {slots} "
+        f"slots x {c.num_layers} layers, {carried}-byte cache; the filled part is {filled / per_token:.0%} "
+        f"of it on average), {achieved / 1e9:.1f} GB/s achieved vs {bw / 1e9:.1f} GB/s measured read "
+        f"bandwidth on one layer's K cache ({per_token * b // c.num_layers // 2 / 2**20:.1f} MiB)",
+    ]
     return lines
 
 
@@ -117,15 +158,17 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from benchmarks.sampler import MODELS, NEW, PROMPT
+    from benchmarks.sampler import MODELS, NEW, PROMPT, matmul_peak
     from cat_jax import sampling
     from cat_jax.models import llama
 
     libs = (jax, jnp, np, MODELS, NEW, PROMPT, sampling, llama)
+    peaks = {dt: matmul_peak(jax, jnp, dt) for dt in ("float32", "bfloat16")}
     lines = []
     for spec in args.runs.split(","):
-        lines += profile(spec, args.calls, libs)
-        print("\n".join(lines[-6:]), flush=True)
+        new = profile(spec, args.calls, libs, peaks)
+        lines += new
+        print("\n".join(new), flush=True)
     if args.out:
         command = f".venv/bin/python -m benchmarks.sampler_profile --runs {args.runs} --calls {args.calls}"
         head = [
