@@ -38,7 +38,7 @@ def _pin(cores: int) -> list[int]:
 
 
 BATCHES = (1, 16, 64, 256)
-PROMPT, NEW, REPEATS = 32, 32, 5
+PROMPT, NEW, REPEATS = 32, 32, 3
 GROUP = (16, 16)  # extra row: 16 prompts x 16 samples each (the RL rollout shape), vs num_return_sequences
 NO_SPECIAL = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None, max_position_embeddings=512)
 MODELS = {
@@ -69,7 +69,7 @@ def matmul_peak(jax, jnp, dtype="float32", sizes=(512, 1024, 2048)) -> float:
         a = jnp.ones((n, n), dtype)
         f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
         f(a).block_until_ready()
-        t = min(timed(lambda f=f, a=a: f(a).block_until_ready()) for _ in range(10))
+        t = min(timed(lambda f=f, a=a: f(a).block_until_ready()) for _ in range(20))
         best = max(best, 2 * n**3 / t)
     return best
 

@@ -1,11 +1,14 @@
 """Where the sampler's time goes: per-op XLA:CPU profile of ``sampling.sample``, grouped by role.
 
 Run: ``.venv/bin/python -m benchmarks.sampler_profile`` (pinned to one core, like ``benchmarks.sampler``;
-~3 minutes for the default ``--runs tiny:64,tiny:256,5M:256``; ``--out FILE`` also writes markdown). Traces
+~3 minutes for the default ``--runs tiny:64,tiny:256,5M:256``; a run is ``model:batch[:dtype]``, dtype the
+compute dtype, float32 by default; ``--out FILE`` also writes markdown). Traces
 ``--calls`` sampler calls with ``jax.profiler``, takes each XLA op's median duration times its count per call
 (robust to load spikes on a shared machine), maps ops to the jax code that produced them through the compiled
 HLO's metadata, and prints the groups: prefill (with the loop cache's initialisation), decode matmuls, decode
-attention einsums, LM head with sampling (log-softmax, the CDF cumsum), and the rest of the decode step.
+attention einsums, LM head with sampling (log-softmax, the CDF cumsum), and the rest of the decode step;
+then the decode matmuls' FLOP/s as a fraction of the measured matmul peak of the run's dtype, and the decode
+attention's bytes read per generated token with the rate achieved against a measured read bandwidth.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def profile(spec: str, calls: int, libs, peaks) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", default="tiny:64,tiny:256,5M:256", help="model:batch,...")
+    parser.add_argument("--runs", default="tiny:64,tiny:256,5M:256", help="model:batch[:dtype],...")
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--out", default=None, help="also write the profile as markdown here")
     args = parser.parse_args()
@@ -174,10 +177,14 @@ def main() -> None:
         head = [
             "# Where the sampler's time goes (XLA:CPU profile)",
             "",
-            f"Command: `{command} --out {args.out}`; pinned to one core, float32, temperature 1, the "
-            "models of `benchmarks/sampler.py` with random weights. Per XLA op: median duration x count per "
-            f"call over {args.calls} traced calls (robust to load spikes on the shared machine; load average "
-            f"{os.getloadavg()[0]:.1f} at the end), grouped by the jax code that emitted it.",
+            f"Command: `{command} --out {args.out}`; pinned to one core, temperature 1, the models of "
+            "`benchmarks/sampler.py` with random float32 weights and compute dtype float32 or bfloat16 (the "
+            "third field of a run). Per XLA op: median duration x count per call over "
+            f"{args.calls} traced calls (robust to load spikes on the shared machine; load average "
+            f"{os.getloadavg()[0]:.1f} at the end), grouped by the jax code that emitted it. Matmul peaks "
+            f"measured in the same run (best jit n^3, n <= 2048, float32 accumulation): float32 "
+            f"{peaks['float32'] / 1e9:.0f}, bfloat16 inputs {peaks['bfloat16'] / 1e9:.0f} GFLOP/s. A "
+            "fraction above 1 means the peak's best-of-20 was itself slowed by the machine's load.",
             "",
         ]
         with open(args.out, "w") as f:
