@@ -199,7 +199,8 @@ def sample(
     """``num_samples`` completions of each right-padded prompt, at most ``max_new_tokens`` long, one compile.
 
     ``cache`` is a cache for ``B`` rows with at least ``P + max_new_tokens`` slots (e.g. ``init_cache``);
-    only its structure, dtypes and slot count are used, never its contents, so one cache serves every call.
+    only its structure, dtypes and slot count are used, never its contents, so one cache serves every call
+    (on CPU a 16-bit cache is carried in float32 inside the loop, with the same results: ``CPU_CACHE_DTYPE``).
     Stopping: a sequence ends after the first token in ``stop_tokens`` (EOS and any others), which is kept
     and masked True. ``lengths`` must be in ``[1, P]`` (checked when concrete).
     """
@@ -243,6 +244,22 @@ def sample(
 CPU_PREFILL_TOKENS = 256
 
 
+# Dtype the compiled loop carries 16-bit (bfloat16 / float16) cache leaves in on CPU: XLA:CPU computes every
+# 16-bit op but dots in float32, so writing one token into a bfloat16 cache converted the whole cache to
+# float32 and back, per layer, per tensor, at every decoding step (more than the attention products cost).
+# Same results: the models write values already rounded to their compute dtype, which float32 holds exactly,
+# and attention reads its cache upcast to float32 either way. None: carry the cache's own dtypes.
+CPU_CACHE_DTYPE = jnp.float32
+
+
+def _carried(dtype) -> Any:
+    """The dtype the loop carries a cache leaf of ``dtype`` in (see ``CPU_CACHE_DTYPE``)."""
+    dtype = jnp.dtype(dtype)
+    if CPU_CACHE_DTYPE is None or jax.default_backend() != "cpu" or dtype.itemsize != 2:
+        return dtype
+    return jnp.dtype(CPU_CACHE_DTYPE) if jnp.issubdtype(dtype, jnp.floating) else dtype
+
+
 def _prefill_rows(b: int, p: int) -> int:
     """Rows per prefill pass: all on accelerators; on CPU the largest divisor of ``b`` with at most
     ``CPU_PREFILL_TOKENS`` tokens (at least one row)."""
@@ -262,7 +279,9 @@ def _sample(
     n, steps = num_samples, max_new_tokens
     rows = _prefill_rows(b, p)
     positions = jnp.broadcast_to(jnp.arange(p, dtype=jnp.int32)[None], (rows, p))
-    empty = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape[1:-2], p, x.shape[-1]), x.dtype), cache)
+    empty = jax.tree.map(
+        lambda x: jnp.zeros((rows, *x.shape[1:-2], p, x.shape[-1]), _carried(x.dtype)), cache
+    )
 
     def prefill(c, head):
         # Rows [c * rows, (c + 1) * rows) into an empty p-slot cache, so attention is p x p, not p x size.

@@ -1,5 +1,7 @@
 """Sampler: exactness vs uncached scoring, strategy identities, stopping, independence, sharding, compiles."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -222,6 +224,21 @@ def test_prefill_in_row_groups_equals_one_pass(model, prompts, tempered, monkeyp
     np.testing.assert_array_equal(out.tokens, tempered.tokens)
     np.testing.assert_array_equal(out.mask, tempered.mask)
     np.testing.assert_allclose(out.logp_model, tempered.logp_model, atol=1e-6)
+
+
+def test_cpu_float32_cache_carrier_keeps_bf16_results(model, prompts, monkeypatch):
+    """On CPU the loop carries a bf16 cache in float32 (writing a bf16 cache converted it whole every step):
+    the samples and log-probs are bitwise those of carrying it in bf16."""
+    cfg = dataclasses.replace(model.config, compute_dtype="bfloat16")
+    apply = llama.decoder(llama.abstract(cfg)[0])
+    cache = llama.init_cache(cfg, B, P + L)
+    assert cache[0]["k"].dtype == jnp.bfloat16 and sampling._carried(jnp.bfloat16) == jnp.float32
+    fast = run(model, prompts, sampling.Temperature(0.8), apply=_Counted(apply), cache=cache)
+    monkeypatch.setattr(sampling, "CPU_CACHE_DTYPE", None)
+    assert sampling._carried(jnp.bfloat16) == jnp.bfloat16
+    slow = run(model, prompts, sampling.Temperature(0.8), apply=_Counted(apply), cache=cache)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sequence_log_probs_shift_and_first_position(model):
