@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python -m benchmarks.run`` (full sizes, 8 minutes on the shared 2-core box; rewrites the
 per-benchmark ``results/benchmarks/*.md`` and the README). ``--quick`` runs smaller sizes and writes under
 ``--out-dir`` (default: a fresh temporary directory), so committed results are never replaced by quick ones.
-``--only estimators,sampler`` picks benchmarks.
+``--only estimators,sampler`` picks benchmarks. ``--collect`` runs nothing: it rebuilds the README from the
+per-benchmark reports as their own last runs wrote them (after rerunning one benchmark by itself).
 
 Contract with the benchmark modules (the one they already follow): each is run as its own process,
 ``python -m benchmarks.<name> [args]``, with the working directory set to the output root, and writes
@@ -118,13 +119,22 @@ def read_sampler(text: str) -> list[Row]:
         speed, first = _column(header, "speed-up"), _column(header, "first")
         ratios = {r[0]: _number(r[speed]) for r in rows}
         firsts = [_number(r[first]) for r in rows]
-        detail = ", ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())
+        detail = "f32 / HF f32 by batch: " + ", ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())
+        for words in (("bf16 / hf f32",), ("bf16 / hf bf16",)):  # the bf16 sides, where the run has them
+            try:
+                j = _column(header, *words)
+            except ValueError:
+                continue
+            big = {r[0]: _number(r[j]) for r in rows if r[0] in ("64", "256")}
+            detail += f"; {words[0].replace('hf', 'HF')}: " + ", ".join(
+                f"{k}: {v:.1f}x" for k, v in big.items()
+            )
         out.append(
             Row(
                 f"sampler vs HF `generate`, {heading.split(':')[0]}: {heading.split(':', 1)[-1].strip()}",
                 f"{min(ratios.values()):.1f}x – {max(ratios.values()):.1f}x faster",
                 f"{min(firsts):.1f} – {max(firsts):.1f} s (first sample)",
-                f"by batch: {detail}",
+                detail,
             )
         )
     if not out:
@@ -246,6 +256,17 @@ def bench_args(name: str, quick: bool) -> tuple[list[str], str]:
     return [], "full size (no quick options)"
 
 
+def collect_one(name: str, out_root: pathlib.Path) -> Result:
+    """A benchmark's row from the report its last run wrote (``--collect``: nothing runs)."""
+    report = out_root / REPORT_DIR / f"{name}.md"
+    if not report.exists():
+        return Result(name, "FAILED", float("nan"), [], f"--collect: {report} does not exist", "")
+    reader = READERS.get(name)
+    if reader is None:
+        return Result(name, "ok", float("nan"), [Row("(no reader for this report: see the file)", "-")], "")
+    return Result(name, "ok", float("nan"), reader(report.read_text()), "")
+
+
 def run_one(name: str, out_root: pathlib.Path, *, quick: bool, timeout: float, logs: pathlib.Path) -> Result:
     args, size_note = bench_args(name, quick)
     cmd = [python_for(name), "-m", f"benchmarks.{name}", *args]
@@ -346,8 +367,14 @@ def render(
     lines = [
         "# Benchmarks: cat_jax vs the alternatives",
         "",
-        f"Command: `{command}`{' (quick sizes)' if quick else ''}. It runs every module of `benchmarks/` as "
-        "its own process, one after the other, and collects the ratios below from their reports (linked).",
+        f"Command: `{command}`{' (quick sizes)' if quick else ''}. "
+        + (
+            "It runs every module of `benchmarks/` as its own process, one after the other, and collects the "
+            "ratios below from their reports (linked)."
+            if wall == wall
+            else "It ran nothing: the ratios below are read from the reports (linked) as their own last runs "
+            "wrote them."
+        ),
         "",
         "Machine:",
         "",
@@ -364,11 +391,12 @@ def render(
     for r in results:
         link = f"[{r.name}]({r.name}.md)" if r.status == "ok" else r.name
         if r.status != "ok":
-            lines.append(f"| {link} | **{r.status}** | - | - | {r.note} | {r.seconds:.0f} |")
+            wall_s = f"{r.seconds:.0f}" if r.seconds == r.seconds else "-"
+            lines.append(f"| {link} | **{r.status}** | - | - | {r.note} | {wall_s} |")
             continue
         for i, row in enumerate(r.rows):
             details = "; ".join(filter(None, [row.note, r.note if i == 0 else ""]))
-            wall_s = f"{r.seconds:.0f}" if i == 0 else ""
+            wall_s = f"{r.seconds:.0f}" if i == 0 and r.seconds == r.seconds else ""
             lines.append(
                 f"| {link if i == 0 else ''} | {row.comparison} | {row.ratio} | {row.compile} | {details} "
                 f"| {wall_s} |"
@@ -377,7 +405,12 @@ def render(
         "",
         "Ratios: `x faster` is the alternative's time over ours (> 1: cat_jax is faster); `of peak` is the "
         "step's matmul FLOP/s over the float32 matmul throughput measured in the same run. "
-        f"Total wall time {wall / 60:.1f} min.",
+        + (
+            f"Total wall time {wall / 60:.1f} min."
+            if wall == wall
+            else "Collected from the per-benchmark reports (`--collect`): each ran on its own, at the time "
+            "and load its file states; no wall times here."
+        ),
         "",
         "Per-benchmark reports: "
         + ", ".join(f"[{r.name}.md]({r.name}.md)" for r in results if r.status == "ok")
@@ -406,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--timeout", type=float, default=None, help="seconds per benchmark (default 1800, quick 600)"
     )
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing; rebuild README.md from the per-benchmark reports as last written",
+    )
     args = ap.parse_args(argv)
     names, tools = discover()
     if args.only:
@@ -427,12 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
-    results = [run_one(n, out_root, quick=args.quick, timeout=timeout, logs=logs) for n in names]
-    wall = time.perf_counter() - t0
-    header = [
-        f"- Run: {started:%Y-%m-%d %H:%M} UTC, git {git_state()}",
-        *machine(load_before, os.getloadavg()),
-    ]
+    if args.collect:
+        results, wall = [collect_one(n, out_root) for n in names], float("nan")
+        header = [f"- Collected: {started:%Y-%m-%d %H:%M} UTC, git {git_state()} (no benchmark ran)"]
+    else:
+        results = [run_one(n, out_root, quick=args.quick, timeout=timeout, logs=logs) for n in names]
+        wall = time.perf_counter() - t0
+        header = [
+            f"- Run: {started:%Y-%m-%d %H:%M} UTC, git {git_state()}",
+            *machine(load_before, os.getloadavg()),
+        ]
     text = render(results, quick=args.quick, command=command, header=header, wall=wall, tools=tools)
     path = out_root / REPORT_DIR / "README.md"
     path.write_text(text)

@@ -58,6 +58,17 @@ def test_only_selects_and_rejects_unknown_names(fake_root):
         run.main(["--out-dir", str(out), "--only", "nosuch"])
 
 
+def test_collect_reads_the_reports_and_runs_nothing(fake_root):
+    out = fake_root / "out"
+    (out / "results" / "benchmarks").mkdir(parents=True)
+    (out / "results" / "benchmarks" / "fine.md").write_text("old report")
+    # "profiler" and "boom" would raise if run; --collect only reads what is on disk.
+    assert run.main(["--out-dir", str(out), "--collect", "--only", "fine"]) == 0
+    report = (out / "results" / "benchmarks" / "README.md").read_text()
+    assert "It ran nothing" in report and "[fine](fine.md)" in report and "no wall times" in report
+    assert run.main(["--out-dir", str(out), "--collect", "--only", "boom"]) == 1  # no report on disk
+
+
 def test_md_tables():
     text = "# A\n\n| x | y |\n|---|---:|\n| 1 | 2.5x |\n\n## B: b\n| p |\n|---|\n| q |\n"
     assert run.md_tables(text) == [("A", ["x", "y"], [["1", "2.5x"]]), ("B: b", ["p"], [["q"]])]
