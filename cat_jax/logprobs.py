@@ -113,9 +113,10 @@ def _chosen_log_probs(z: Float[Array, "*b v"], labels: Int[Array, "*b"]) -> Floa
 
     The chosen logit minus the log-partition: the ``[..., V]`` log-softmax itself is never materialised.
     """
-    sup = labels != IGNORE
-    picked = jnp.take_along_axis(z, jnp.where(sup, labels, 0)[..., None], axis=-1)[..., 0]
-    return jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
+    with jax.named_scope("vocab_log_softmax"):  # a group of benchmarks/step_profile.py
+        sup = labels != IGNORE
+        picked = jnp.take_along_axis(z, jnp.where(sup, labels, 0)[..., None], axis=-1)[..., 0]
+        return jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
 
 
 def completion_log_probs(

@@ -189,19 +189,20 @@ def make_rl_step(
         prompts, lengths = batch["prompts"], batch["lengths"]
         b, p = prompts.shape
         m = rollout.num_samples
-        out = sampling.sample(
-            apply,
-            params,
-            make_cache(b, p + rollout.max_new_tokens),
-            prompts,
-            lengths,
-            key,
-            num_samples=m,
-            max_new_tokens=rollout.max_new_tokens,
-            strategy=rollout.strategy(),
-            stop_tokens=stop_tokens,
-            pad_id=pad_id,
-        )
+        with jax.named_scope("rollout"):  # profiles group the step's ops by these scopes
+            out = sampling.sample(
+                apply,
+                params,
+                make_cache(b, p + rollout.max_new_tokens),
+                prompts,
+                lengths,
+                key,
+                num_samples=m,
+                max_new_tokens=rollout.max_new_tokens,
+                strategy=rollout.strategy(),
+                stop_tokens=stop_tokens,
+                pad_id=pad_id,
+            )
         scores = score_fn(out.tokens, out.mask, batch)
         old_logp = jnp.sum(jnp.where(out.mask, out.logp_model, 0.0), axis=-1)
         reference_logp = None
@@ -250,7 +251,8 @@ def make_rl_step(
         grad_fn = jax.value_and_grad(
             lambda p, b, k: loss_fn(train_lib.with_frozen(p, frozen), b, k), has_aux=True
         )
-        (value, metrics), grads = _accumulate(grad_fn, state.params, rl_batch, key, micro_batches)
+        with jax.named_scope("update"):
+            (value, metrics), grads = _accumulate(grad_fn, state.params, rl_batch, key, micro_batches)
         if use_history:
             extra["history"] = history.append(scores.rewards)
         replace = {"extra": extra} if use_history else {}  # only the history changes in extra
