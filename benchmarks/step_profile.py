@@ -112,7 +112,7 @@ def markdown(title: str, wall: float, g: dict[str, float]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="sft,rl", help="comma-separated: sft, rl")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="compute dtype")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes, one profile each")
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the profile as markdown here")
     args = parser.parse_args()
@@ -122,15 +122,15 @@ def main() -> None:
     from benchmarks import train_steps as ts
 
     lines = []
-    for step in args.steps.split(","):
+    for step, dtype in [(s, d) for d in args.dtypes.split(",") for s in args.steps.split(",")]:
         if step == "sft":
-            fn, (state, batch) = ts.sft_setup(args.dtype)
-            title = f"SFT step (CAT Pass@16, AdamW), batch {ts.SFT_BATCH} x {ts.SFT_LEN}, {args.dtype}"
+            fn, (state, batch) = ts.sft_setup(dtype)
+            title = f"SFT step (CAT Pass@16, AdamW), batch {ts.SFT_BATCH} x {ts.SFT_LEN}, {dtype}"
         elif step == "rl":
-            fn, (state, batch) = ts.rl_setup(args.dtype)
+            fn, (state, batch) = ts.rl_setup(dtype)
             title = (
                 f"RL step (Majority weights, REINFORCE), {ts.RL_PROMPTS} prompts x M={ts.RL_M}, "
-                f"{ts.RL_PROMPT_LEN} + {ts.RL_NEW} tokens, {args.dtype}"
+                f"{ts.RL_PROMPT_LEN} + {ts.RL_NEW} tokens, {dtype}"
             )
         else:
             parser.error(f"--steps takes sft and rl, got {step!r}")
@@ -145,7 +145,7 @@ def main() -> None:
         lines += markdown(title, wall, g)
         print("\n".join(lines[-(len(g) + 1) :]), flush=True)
     if args.out:
-        command = f".venv/bin/python -m benchmarks.step_profile --steps {args.steps} --dtype {args.dtype}"
+        command = f".venv/bin/python -m benchmarks.step_profile --steps {args.steps} --dtypes {args.dtypes}"
         head = [
             "# Where the SFT and RL steps' time goes (XLA:CPU profile)",
             "",

@@ -52,9 +52,13 @@ def config_for(dtype: str) -> llama.LlamaConfig:
     return dataclasses.replace(CONFIG, compute_dtype=None if dtype == "float32" else dtype)
 
 
-def make_matmul_rate(dtype: str = "float32", sizes=(512, 1024, 2048)):
+def make_matmul_rate(dtype: str = "float32", sizes=(512, 1024, 2048), repeats: int = 5):
     """``rate()``: matmul FLOP/s in ``dtype`` (float32 accumulation and output, as the model's projections)
-    right now, the best over one jitted n x n x n product per size."""
+    right now: per size the median of ``repeats`` jitted n x n x n products, the best size.
+
+    Sustained (about a second on this machine), not one burst: on a loaded machine a single short product
+    can land in a quiet moment that the seconds-long step it is paired with never sees.
+    """
     cases = []
     for n in sizes:
         a = jnp.ones((n, n), dtype)
@@ -65,9 +69,12 @@ def make_matmul_rate(dtype: str = "float32", sizes=(512, 1024, 2048)):
     def rate() -> float:
         best = 0.0
         for n, f, a in cases:
-            t0 = time.perf_counter()
-            f(a).block_until_ready()
-            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+            secs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                f(a).block_until_ready()
+                secs.append(time.perf_counter() - t0)
+            best = max(best, 2 * n**3 / statistics.median(secs))
         return best
 
     return rate
@@ -234,15 +241,20 @@ def bench_rl(dtype: str = "float32") -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes, one row each")
+    parser.add_argument("--steps", default="sft,rl", help="sft, rl or both (only both write the report)")
     args = parser.parse_args(argv)
     dtypes = args.dtypes.split(",")
     for d in dtypes:
         if d not in llama.DTYPES:
             parser.error(f"--dtypes takes {sorted(llama.DTYPES)}, got {d!r}")
     load_start = os.getloadavg()[0]
-    sft = {d: bench_sft(d) for d in dtypes}
-    rlr = {d: bench_rl(d) for d in dtypes}
+    steps = args.steps.split(",")
+    sft = {d: bench_sft(d) for d in dtypes} if "sft" in steps else {}
+    rlr = {d: bench_rl(d) for d in dtypes} if "rl" in steps else {}
     load_end = os.getloadavg()[0]
+    if not (sft and rlr):  # a partial run prints its numbers; the report needs both tables
+        print({"sft": sft, "rl": rlr, "load": (load_start, load_end)})
+        return
     params = CONFIG.num_params()
     peaks = "; ".join(
         f"{d} {sft[d]['peak_median'] / 1e9:.1f} GFLOP/s (best {sft[d]['peak_best'] / 1e9:.1f})"
@@ -254,7 +266,8 @@ def main(argv=None):
         f"Command: `.venv/bin/python -m benchmarks.train_steps --dtypes {args.dtypes}`",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()}, jax {jax.__version__}, "
         f"backend {jax.default_backend()}; measured matmul peak (jitted n x n x n, n <= 2048, float32 "
-        f"accumulation; median over the SFT rounds): {peaks}. Load average (1 min) at start / end: "
+        "accumulation, the median of 5 products per size, the best size; median over the SFT rounds): "
+        f"{peaks}. Load average (1 min) at start / end: "
         f"{load_start:.1f} / {load_end:.1f}.",
         f"Model: Llama-style decoder, d_model {CONFIG.hidden_size}, {CONFIG.num_layers} layers, "
         f"{params / 1e6:.2f}M parameters, float32 parameters, gradients and optimizer; the compute dtype is "

@@ -194,7 +194,7 @@ def _dot(x: Array, w: Array, compute_dtype=None) -> Array:
     # One 2-D product over the flattened leading axes: with [b, t, i] activations the weight gradient is
     # a dot contracting two axes, for which XLA:CPU first transposes the [b, t, o] cotangent into a copy
     # (fused with its producer, e.g. SwiGLU's backward: a strided loop that took 26% of an SFT step).
-    flat = x.reshape(-1, x.shape[-1]).astype(dt)
+    flat = x.astype(dt).reshape(-1, x.shape[-1])
     y = jnp.einsum("ni,io->no", flat, w.astype(dt), preferred_element_type=jnp.float32)
     return y.reshape(*x.shape[:-1], w.shape[-1])
 
