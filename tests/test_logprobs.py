@@ -120,11 +120,11 @@ def test_shared_prompt_log_probs_equal_the_joined_rows_values_and_gradients(fami
 
     if family == "llama":
         m = tiny_model(
-            vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, num_kv_heads=1
+            vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1
         )
         apply, params, make_cache = m.apply, m.params, functools.partial(llama.init_cache, m.config)
     else:
-        config = gpt2.GPT2Config.tiny(vocab_size=16, hidden_size=32, num_layers=2, num_heads=2)
+        config = gpt2.GPT2Config.tiny(vocab_size=16, hidden_size=32, num_layers=1, num_heads=2)
         graphdef, params = gpt2.init(config, jax.random.key(0))
         apply, make_cache = gpt2.decoder(graphdef), functools.partial(gpt2.init_cache, config)
     prompts, lengths, completions, mask = _shared_prompt_case()
