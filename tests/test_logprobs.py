@@ -112,7 +112,8 @@ def _shared_prompt_case():
     return prompts, lengths, completions, mask
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
+# The other family's cache (learned positions) in the slow tier: each case compiles four programs.
+@pytest.mark.parametrize("family", ["llama", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_shared_prompt_log_probs_equal_the_joined_rows_values_and_gradients(family):
     from cat_jax import sampling
     from cat_jax.models import gpt2, llama
