@@ -201,7 +201,7 @@ def test_rl_micro_batch_equivalence_and_prompt_major_shapes(surrogate, x64):
         lambda x: x + 0.05 * jax.random.normal(jax.random.key(s), x.shape, x.dtype), p
     )
     batch = _rl_batch(params, perturb(params, 7), perturb(params, 8))
-    cfg = L.PolicyLossConfig(surrogate=surrogate, kl_beta=0.05)
+    cfg = L.PolicyLossConfig(surrogate="clipped", kl_beta=0.05)
     fn = L.make_rl_loss_fn(tiny_apply, config=cfg)
     parts = [
         {k: (v[rows, :length] if np.ndim(v) == 2 else v[rows]) if np.ndim(v) else v for k, v in batch.items()}
@@ -241,9 +241,10 @@ def test_rl_loss_normalises_by_total_completions_and_validates():
         L.PolicyLossConfig(kl_beta=-1.0)
 
 
-@pytest.mark.parametrize("surrogate", L.SURROGATES)
-def test_rl_loss_shared_prompt_layout_equals_joined_rows(surrogate):
-    """Each prompt run once for its M completions: the loss and gradient of the joined rows (with KL)."""
+@pytest.mark.slow  # ~15 s of compiles; the fast tier checks the scorer itself (test_logprobs) and test_rl
+def test_rl_loss_shared_prompt_layout_equals_joined_rows():
+    """Each prompt run once for its M completions: the loss and gradient of the joined rows (clipped surrogate
+    and KL, so old and reference log-probs in both layouts too; REINFORCE: test_frozen_base, test_rl)."""
     from cat_jax import logprobs, sampling
     from cat_jax.models import llama
     from cat_jax.testing import tiny_model
@@ -260,20 +261,20 @@ def test_rl_loss_shared_prompt_layout_equals_joined_rows(surrogate):
         jax.tree.map(lambda x, s=s: x + 0.01 * jax.random.normal(jax.random.key(s), x.shape), m.params)
         for s in (7, 8)
     )
-    cfg = L.PolicyLossConfig(surrogate=surrogate, kl_beta=0.05)
+    cfg = L.PolicyLossConfig(surrogate="clipped", kl_beta=0.05)
     fn = L.make_rl_loss_fn(m.apply, config=cfg, make_cache=make_cache)
     common = {"advantages": jnp.array([[1.0, -0.5, 0.7], [-1.2, 0.3, 0.4]]), "weights": jnp.ones((2, 3))}
     tokens, tmask = sampling.join(prompts, lengths, completions, mask)
     score = lambda p: logprobs.shared_prompt_log_probs(
         m.apply, p, make_cache, prompts, lengths, completions, mask
     )
+    joined_score = lambda p: sampling.sequence_log_probs(m.apply, p, tokens, tmask)
+    old_s, ref_s, old_j, ref_j = jit(lambda ps: [f(p) for f in (score, joined_score) for p in ps])(
+        (old_params, ref_params)
+    )
     shared = {**common, "prompts": prompts, "lengths": lengths, "completions": completions, "mask": mask}
-    shared |= {"old_log_probs": score(old_params), "ref_log_probs": score(ref_params)}
-    joined = {**common, "tokens": tokens, "mask": tmask}
-    joined |= {
-        "old_log_probs": sampling.sequence_log_probs(m.apply, old_params, tokens, tmask),
-        "ref_log_probs": sampling.sequence_log_probs(m.apply, ref_params, tokens, tmask),
-    }
+    shared |= {"old_log_probs": old_s, "ref_log_probs": ref_s}
+    joined = {**common, "tokens": tokens, "mask": tmask, "old_log_probs": old_j, "ref_log_probs": ref_j}
     run = jit(lambda p, b: jax.value_and_grad(lambda q: fn(q, b, None), has_aux=True)(p))
     (loss_s, met_s), g_s = run(m.params, shared)
     (loss_j, met_j), g_j = run(m.params, joined)
