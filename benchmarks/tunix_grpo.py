@@ -17,7 +17,9 @@ that one update per batch sees, GRPO's clipped surrogate has the same gradient).
 weight sync when the rollout model holds its own copy), without its data-queue thread and metric export.
 
 Repetitions interleave (cat_jax, Tunix, cat_jax, ...) on this shared machine; medians are reported (and
-minima). Compile time is reported separately: the first call (compile + one step) minus the fastest step.
+minima). ``--bf16`` (default on) adds a third interleaved side, cat_jax with bfloat16 matmul inputs
+(``LlamaConfig.compute_dtype``), reported beside the float32 headline ratio, never instead of it. Compile
+time is reported separately: the first call (compile + one step) minus the fastest step.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def make_optimizer():
 class CatJax:
     """The jitted CAT RL step in its GRPO configuration (standard weights, group advantages)."""
 
-    def __init__(self, prompts):
+    def __init__(self, prompts, compute_dtype: str | None = None):
         self.config = llama.LlamaConfig(
             vocab_size=VOCAB,
             hidden_size=D,
@@ -72,6 +74,7 @@ class CatJax:
             num_heads=HEADS,
             num_kv_heads=HEADS,
             head_dim=HEAD_DIM,
+            compute_dtype=compute_dtype,  # None: float32 everywhere; "bfloat16": bf16 matmul inputs
         )
         graphdef, params = llama.init(self.config, jax.random.key(0))
         apply = llama.decoder(graphdef)
@@ -254,6 +257,12 @@ class Tunix:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="interleaved repetitions after the first call")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run cat_jax with bfloat16 matmul inputs (a third interleaved side; Tunix stays float32)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -271,15 +280,15 @@ def main(argv=None) -> int:
     del tunix
     load_start = os.getloadavg()[0]
     prompts = make_prompts()
-    ours, theirs = CatJax(prompts), Tunix(prompts)
-    first = {"cat_jax": ours.run(), "tunix": theirs.run()}
-    runs = {"cat_jax": [], "tunix": []}
+    sides = {"cat_jax": CatJax(prompts), "tunix": Tunix(prompts)}
+    if args.bf16:
+        sides["cat_jax_bf16"] = CatJax(prompts, compute_dtype="bfloat16")
+    first = {k: side.run() for k, side in sides.items()}
+    runs = {k: [] for k in sides}
     for i in range(args.repeats):
-        runs["cat_jax"].append(ours.run())
-        runs["tunix"].append(theirs.run())
-        print(
-            f"rep {i}: cat_jax {runs['cat_jax'][-1]['step']:.3f} s, tunix {runs['tunix'][-1]['step']:.3f} s"
-        )
+        for k, side in sides.items():
+            runs[k].append(side.run())
+        print(f"rep {i}: " + ", ".join(f"{k} {runs[k][-1]['step']:.3f} s" for k in sides))
     load_end = os.getloadavg()[0]
     med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in runs.items()}
     best = {k: min(r["step"] for r in v) for k, v in runs.items()}
@@ -287,6 +296,9 @@ def main(argv=None) -> int:
     compile_s = {k: first[k]["step"] - best[k] for k in runs}
     ratio = med["tunix"]["step"] / med["cat_jax"]["step"]
     ratios = [t["step"] / c["step"] for c, t in zip(runs["cat_jax"], runs["tunix"], strict=True)]
+    if args.bf16:
+        pairs = zip(runs["cat_jax_bf16"], runs["tunix"], strict=True)
+        bf16_ratio = statistics.median(t["step"] / c["step"] for c, t in pairs)
     tokens = B * M * NEW
 
     def row(name, k):
@@ -312,7 +324,8 @@ def main(argv=None) -> int:
         f"core. Load average (1 min) at start / end: {load_start:.1f} / "
         f"{load_end:.1f} on {os.cpu_count()} cores: single timings swing, compare interleaved ratios.",
         f"Model: Llama (RMSNorm, RoPE, SwiGLU, untied head), d_model {D}, {LAYERS} layers, {HEADS} heads of "
-        f"{HEAD_DIM}, MLP {FF}, vocab {VOCAB}, float32, each side initialised by its own code. Batch: {B} "
+        f"{HEAD_DIM}, MLP {FF}, vocab {VOCAB}, float32 (parameters and compute; the bfloat16 row: matmul "
+        f"inputs only), each side initialised by its own code. Batch: {B} "
         f"prompts x {P} tokens, M = {M} completions of at most {NEW} tokens (temperature 1, stop token "
         f"{STOP}), reward 1 iff the first generated token is even, group advantages, beta = 0 (no KL), "
         f"AdamW lr {LR} after global-norm clip {CLIP}.",
@@ -320,13 +333,27 @@ def main(argv=None) -> int:
         "| | first call (s) | compile = first - min (s) | step (s, median) | step (s, min) | "
         "generated tokens/s (median) | rollout (s) | scoring + advantages (s) | update (s) |",
         "|---|---|---|---|---|---|---|---|---|",
-        row("cat_jax `rl.make_rl_step` (one jitted function)", "cat_jax"),
-        row("Tunix `GRPOLearner` (rollout, rewards, `update_actor`)", "tunix"),
+        row("cat_jax `rl.make_rl_step` (one jitted function), float32", "cat_jax"),
+        row("Tunix `GRPOLearner` (rollout, rewards, `update_actor`), float32", "tunix"),
+        *([row("cat_jax, bfloat16 matmul inputs (float32 parameters)", "cat_jax_bf16")] if args.bf16 else []),
         "",
-        f"**Tunix / cat_jax step time: {ratio:.2f}x** (ratio of the medians; of the minima "
+        f"**Tunix / cat_jax step time: {ratio:.2f}x, both float32** (ratio of the medians; of the minima "
         f"{best['tunix'] / best['cat_jax']:.2f}x; per-repetition ratios: median "
         f"{statistics.median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}). Above 1: cat_jax is "
         "faster.",
+        *(
+            [
+                "",
+                "cat_jax with bfloat16 matmul inputs (`LlamaConfig.compute_dtype`, a policy: float32 "
+                "parameters, gradients, optimizer, norms, softmax and loss) against Tunix in float32 (its "
+                "Llama3 has no compute-dtype setting): "
+                f"{med['tunix']['step'] / med['cat_jax_bf16']['step']:.2f}x (medians; per repetition "
+                f"{bf16_ratio:.2f}x). Not the same arithmetic: reported beside the float32 ratio, not "
+                "instead of it.",
+            ]
+            if args.bf16
+            else []
+        ),
         "",
         "What is and is not the same:",
         "",
@@ -339,7 +366,10 @@ def main(argv=None) -> int:
         "advantages in numpy; `update_actor` (its PeftTrainer step: recomputes per-token log-probs, clipped "
         "token-level GRPO loss at ratio 1, `sequence-mean-token-mean` aggregation).",
         "- cat_jax prefills each prompt once and decodes its M samples from the shared cache; Tunix repeats "
-        "every prompt M times and prefills each copy.",
+        "every prompt M times and prefills each copy. Likewise in the update: cat_jax runs each prompt's "
+        "forward and backward once for its M completions (`logprobs.shared_prompt_log_probs`: prompt KV "
+        "cache repeated over the group, gradients summed back; the same log-probs as the joined rows), "
+        "Tunix recomputes the prompt in each of the M rows.",
         "- cat_jax samples categorically at temperature 1; Tunix's only stochastic sampler is top-p, run "
         "with p = 1 (the same distribution, plus a sort over the vocabulary per token).",
         "- cat_jax's loss is REINFORCE with CAT weights 1: GRPO's gradient at ratio 1 up to the per-sequence "

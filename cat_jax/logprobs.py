@@ -8,6 +8,7 @@ their sum over ``L`` is the summed completion log-probability ``log p`` that the
 
 * :func:`token_log_probs` (logits in) and :func:`model_token_log_probs` (a logits function in) score tokens;
 * :func:`completion_log_probs` sums them per sequence and counts the targets;
+* :func:`shared_prompt_log_probs` scores M completions per prompt, running each prompt once (RL updates);
 * :func:`check_supervision` validates a label batch eagerly.
 
 Any model used through ``apply(params, tokens, positions, cache) -> (logits, cache)`` (DESIGN.md §3) plugs in.
@@ -103,11 +104,19 @@ def token_log_probs(
     z = nx.as_float(logits)[..., :-1, :]
     if not _untempered(temperature):
         z = z / temperature
-    lab = jnp.asarray(labels)[..., 1:]
-    sup = lab != IGNORE
-    picked = jnp.take_along_axis(z, jnp.where(sup, lab, 0)[..., None], axis=-1)[..., 0]
-    lp = jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
+    lp = _chosen_log_probs(z, jnp.asarray(labels)[..., 1:])
     return jnp.concatenate([jnp.zeros_like(lp[..., :1]), lp], axis=-1)
+
+
+def _chosen_log_probs(z: Float[Array, "*b v"], labels: Int[Array, "*b"]) -> Float[Array, "*b"]:
+    """``log softmax(z)[labels]`` where ``labels != -100``, else an exact 0 (no shift; float32 ``z``).
+
+    The chosen logit minus the log-partition: the ``[..., V]`` log-softmax itself is never materialised.
+    """
+    with jax.named_scope("vocab_log_softmax"):  # a group of benchmarks/step_profile.py
+        sup = labels != IGNORE
+        picked = jnp.take_along_axis(z, jnp.where(sup, labels, 0)[..., None], axis=-1)[..., 0]
+        return jnp.where(sup, picked - jax.nn.logsumexp(z, axis=-1), jnp.zeros_like(picked))
 
 
 def completion_log_probs(
@@ -161,11 +170,54 @@ def model_token_log_probs(
     return lp.reshape(*lead, length)
 
 
+def shared_prompt_log_probs(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    make_cache: Callable[[int, int], PyTree],
+    prompts: Int[ArrayLike, "b p"],
+    lengths: Int[ArrayLike, " b"],
+    completions: Int[ArrayLike, "b m l"],
+    mask: Shaped[ArrayLike, "b m l"],
+) -> Float[Array, "b m l"]:
+    r"""Per-token ``log pi(c_j | prompt, c_{<j})`` of ``M`` completions per prompt, each prompt run once.
+
+    The same numbers as :func:`model_token_log_probs` of the joined rows ``prompt[:len] + completion``
+    (``sampling.join``), in the completion layout (``[B, M, L]``, zeros where ``mask`` is False), for less
+    compute: the ``B`` right-padded prompts are prefilled once into a KV cache (``make_cache(B, P)``), the
+    cache is repeated for the ``M`` samples of each group, and one cached pass over ``B M`` rows of ``L``
+    tokens, ``[last prompt token, c_0, ..., c_{L-2}]`` at positions ``len - 1, ..., len + L - 2``, gives the
+    logits of ``c_0, ..., c_{L-1}`` (the last prompt token rewrites its own slot with the same key and value;
+    padding slots past it are overwritten or causally hidden, as in the sampler). Differentiable: the
+    gradient reaches the prompt positions through their cached keys and values, summed over the group.
+
+    ``apply_fn`` is any logits function with the cache contract of DESIGN.md §3 (every cache leaf has the
+    batch on axis 0 and the slot on axis -2); ``lengths`` in ``[1, P]``; temperature 1, raw logits.
+    """
+    prompts = jnp.asarray(prompts, jnp.int32)
+    completions = jnp.asarray(completions, jnp.int32)
+    lengths = jnp.asarray(lengths, jnp.int32)
+    b, p = prompts.shape
+    m, length = completions.shape[1:]
+    _, head = apply_fn(params, prompts, positions_for(prompts), make_cache(b, p))
+    # [B, ..., P, d] -> [B M, ..., P + L, d]: each group's prompt slots for its M rows, L empty slots after.
+    pad = lambda x: [(0, 0)] * (x.ndim - 2) + [(0, length), (0, 0)]
+    cache = jax.tree.map(lambda x: jnp.pad(jnp.repeat(x, m, axis=0), pad(x)), head)
+    last = jnp.take_along_axis(prompts, (lengths - 1)[:, None], axis=1)  # [B, 1]
+    inputs = jnp.concatenate(
+        [jnp.broadcast_to(last[:, None, :], (b, m, 1)), completions[..., :-1]], axis=-1
+    ).reshape(b * m, length)
+    pos = jnp.repeat(lengths - 1, m)[:, None] + jnp.arange(length, dtype=jnp.int32)[None, :]
+    logits, _ = apply_fn(params, inputs, pos, cache)
+    labels = jnp.where(jnp.asarray(mask, bool), completions, IGNORE).reshape(b * m, length)
+    return _chosen_log_probs(nx.as_float(logits), labels).reshape(b, m, length)
+
+
 __all__ = [
     "IGNORE",
     "check_supervision",
     "completion_log_probs",
     "model_token_log_probs",
     "positions_for",
+    "shared_prompt_log_probs",
     "token_log_probs",
 ]

@@ -39,6 +39,7 @@ from cat_jax.logprobs import (
     completion_log_probs,
     model_token_log_probs,
     positions_for,
+    shared_prompt_log_probs,
     token_log_probs,
 )
 
@@ -231,19 +232,28 @@ def policy_loss_terms(
     return per, metrics
 
 
-def make_rl_loss_fn(apply_fn: ApplyFn, *, config: PolicyLossConfig) -> LossFn:
+def make_rl_loss_fn(
+    apply_fn: ApplyFn, *, config: PolicyLossConfig, make_cache: Callable[[int, int], PyTree] | None = None
+) -> LossFn:
     r"""``loss_fn(params, batch, rng) -> (loss, metrics)`` for CAT RL: ``sum_i L_i / (B M)``.
 
-    ``batch`` (any leading shape ``*b``, e.g. ``[B, M]`` or a chunk ``[r]`` of completions):
-    ``tokens [*b, L]``, ``mask [*b, L]`` (completion tokens to score; position 0 is never scored),
-    ``advantages [*b]``, ``weights [*b]``, ``num_completions`` (``B M`` of the *logical* batch; defaults to
-    this batch's size), ``old_log_probs [*b, L]`` (clipped surrogate), ``ref_log_probs [*b, L]``
-    (``kl_beta > 0``), optional ``positions``. Old/reference log-probs use the same token layout as
-    :func:`token_log_probs` (e.g. :func:`model_token_log_probs` or ``sampling.sequence_log_probs``).
+    Two batch layouts, the same loss:
+
+    * joined rows (any leading shape ``*b``, e.g. ``[B, M]`` or a chunk ``[r]`` of completions):
+      ``tokens [*b, L]``, ``mask [*b, L]`` (completion tokens to score; position 0 is never scored), optional
+      ``positions``; old/reference log-probs in the layout of :func:`token_log_probs` (e.g.
+      :func:`model_token_log_probs` or ``sampling.sequence_log_probs``);
+    * shared prompts (needs ``make_cache(rows, slots)``): ``prompts [B, P]`` (right-padded), ``lengths [B]``,
+      ``completions [B, M, L]`` and ``mask [B, M, L]`` (True on completion tokens), scored by
+      :func:`cat_jax.logprobs.shared_prompt_log_probs` (each prompt's forward runs once for its ``M``
+      completions); old/reference log-probs ``[B, M, L]`` in that layout.
+
+    Both: ``advantages [*b]``, ``weights [*b]``, ``num_completions`` (``B M`` of the *logical* batch; defaults
+    to this batch's size), ``old_log_probs`` (clipped surrogate), ``ref_log_probs`` (``kl_beta > 0``).
     """
     if not isinstance(config, PolicyLossConfig):
         raise ValueError(f"config must be a PolicyLossConfig, got {type(config).__name__}")
-    required = ["tokens", "mask", "advantages", "weights"]
+    required = ["mask", "advantages", "weights"]
     if config.surrogate == "clipped":
         required.append("old_log_probs")
     if config.kl_beta > 0:
@@ -251,14 +261,26 @@ def make_rl_loss_fn(apply_fn: ApplyFn, *, config: PolicyLossConfig) -> LossFn:
 
     def loss_fn(params, batch, rng):
         del rng
-        missing = [key for key in required if key not in batch]
+        shared = "completions" in batch
+        layout = ["prompts", "lengths", "completions"] if shared else ["tokens"]
+        missing = [key for key in layout + required if key not in batch]
         if missing:
             raise ValueError(f"batch is missing {missing} (needed by {config})")
-        tokens = jnp.asarray(batch["tokens"])
         mask = jnp.asarray(batch["mask"], bool)
-        mask = mask & (jnp.arange(tokens.shape[-1]) > 0).reshape((1,) * (mask.ndim - 1) + (-1,))
-        labels = jnp.where(mask, tokens, IGNORE)
-        cur = model_token_log_probs(apply_fn, params, tokens, labels, batch.get("positions"))
+        if shared:
+            if make_cache is None:
+                raise ValueError(
+                    "a shared-prompt batch (prompts, lengths, completions) needs make_rl_loss_fn(..., "
+                    "make_cache=...) (an empty KV cache of the model: make_cache(rows, slots))"
+                )
+            cur = shared_prompt_log_probs(
+                apply_fn, params, make_cache, batch["prompts"], batch["lengths"], batch["completions"], mask
+            )
+        else:
+            tokens = jnp.asarray(batch["tokens"])
+            mask = mask & (jnp.arange(tokens.shape[-1]) > 0).reshape((1,) * (mask.ndim - 1) + (-1,))
+            labels = jnp.where(mask, tokens, IGNORE)
+            cur = model_token_log_probs(apply_fn, params, tokens, labels, batch.get("positions"))
         per, metrics = policy_loss_terms(
             cur,
             mask,

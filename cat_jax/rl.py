@@ -9,7 +9,9 @@ the scorer needs (e.g. reference answers). Inside one compiled function it
    temperature 1: SPEC §3.3 step 3) and computes the CAT weights (:func:`cat_jax.weights.cat_weights`) and the
    group advantages (:func:`cat_jax.advantages.compute_advantages`);
 4. differentiates ``sum_i L_i / (B M)`` (REINFORCE or clipped, optional k3 KL to a frozen reference) and
-   applies one optimizer step, unless the loss is non-finite (then nothing changes).
+   applies one optimizer step, unless the loss is non-finite (then nothing changes). The update scores the
+   completions with each prompt's forward run once for its ``M`` samples
+   (:func:`cat_jax.logprobs.shared_prompt_log_probs`: the same log-probs as the joined rows, less compute).
 
 The reward history of Best-of-N with ``quantile="history"`` lives in ``state.extra["history"]`` and is queried
 before the update, appended after it; the frozen reference of the KL term in ``state.extra["reference"]``.
@@ -29,7 +31,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Bool, Int, PyTree
 
 from cat_jax import advantages as adv
-from cat_jax import evaluation, losses, sampling, train_lib
+from cat_jax import evaluation, logprobs, losses, sampling, train_lib
 from cat_jax import numerics as nx
 from cat_jax import weights as wts
 
@@ -111,8 +113,9 @@ def host_score_fn(host: HostScorer, *, index_key: str | None = None, who: str = 
 
 
 def _accumulate(grad_fn, params, batch: dict, key, micro_batches: int):
-    """``grad_fn(params, batch, key)`` of a ``[B, M, ...]`` policy batch, in ``micro_batches`` chunks of the
-    ``B M`` completions, summed (values and gradients); metrics are averaged over the equal chunks."""
+    """``grad_fn(params, batch, key)`` of a policy batch in ``micro_batches`` equal chunks, summed (values and
+    gradients); metrics are averaged over the chunks. Chunks of whole prompt groups (shared-prompt layout,
+    every array ``[B, ...]``) or of the ``B M`` completions (joined rows ``[B, M, ...]``)."""
     if micro_batches == 1:
         return grad_fn(params, batch, key)
     n = int(batch["num_completions"])
@@ -120,7 +123,10 @@ def _accumulate(grad_fn, params, batch: dict, key, micro_batches: int):
         raise ValueError(
             f"micro_batches={micro_batches} must divide the {n} completions of a step (prompts x samples)"
         )
-    chunk = lambda x: x.reshape(micro_batches, n // micro_batches, *x.shape[2:])
+    if "completions" in batch:  # shared-prompt layout: every array is [B, ...]; chunks of whole groups
+        chunk = lambda x: x.reshape(micro_batches, x.shape[0] // micro_batches, *x.shape[1:])
+    else:  # joined rows [B, M, ...]: chunks of completions
+        chunk = lambda x: x.reshape(micro_batches, n // micro_batches, *x.shape[2:])
     chunks = {k: chunk(v) for k, v in batch.items() if k != "num_completions"}
 
     def body(total, part):
@@ -164,6 +170,9 @@ def make_rl_step(
     always see the verifier's rewards. ``micro_batches``: the update's ``B M`` completions are
     differentiated in that many equal chunks whose gradients are summed (``lax.scan``; the loss is
     ``sum_i L_i / (B M)``, so the sum is the whole batch's gradient): the activation memory of one chunk.
+    Chunks hold whole prompt groups when ``micro_batches`` divides ``B`` (each prompt runs once for its
+    ``M`` samples, as without micro-batches); otherwise joined prompt + completion rows (every prompt once
+    per sample: more compute, the same gradient).
     """
     if not isinstance(rollout, sampling.SampleConfig):
         raise ValueError(f"rollout must be a sampling.SampleConfig, got {type(rollout).__name__}")
@@ -171,7 +180,7 @@ def make_rl_step(
     transform = wts.get_transform(reward_transform)
     nx.check_int("transform_k", transform_k, minimum=1, maximum=rollout.num_samples)
     nx.check_int("micro_batches", micro_batches, minimum=1)
-    loss_fn = losses.make_rl_loss_fn(apply, config=loss)
+    loss_fn = losses.make_rl_loss_fn(apply, config=loss, make_cache=make_cache)
     use_history = weights.strategy == "bon" and weights.quantile == "history"
 
     def rl_step(state: train_lib.TrainState, batch: dict[str, Array], frozen: PyTree = None):
@@ -180,19 +189,20 @@ def make_rl_step(
         prompts, lengths = batch["prompts"], batch["lengths"]
         b, p = prompts.shape
         m = rollout.num_samples
-        out = sampling.sample(
-            apply,
-            params,
-            make_cache(b, p + rollout.max_new_tokens),
-            prompts,
-            lengths,
-            key,
-            num_samples=m,
-            max_new_tokens=rollout.max_new_tokens,
-            strategy=rollout.strategy(),
-            stop_tokens=stop_tokens,
-            pad_id=pad_id,
-        )
+        with jax.named_scope("rollout"):  # profiles group the step's ops by these scopes
+            out = sampling.sample(
+                apply,
+                params,
+                make_cache(b, p + rollout.max_new_tokens),
+                prompts,
+                lengths,
+                key,
+                num_samples=m,
+                max_new_tokens=rollout.max_new_tokens,
+                strategy=rollout.strategy(),
+                stop_tokens=stop_tokens,
+                pad_id=pad_id,
+            )
         scores = score_fn(out.tokens, out.mask, batch)
         old_logp = jnp.sum(jnp.where(out.mask, out.logp_model, 0.0), axis=-1)
         reference_logp = None
@@ -221,26 +231,28 @@ def make_rl_step(
         )
         shaped = transform(scores.rewards, k=transform_k)
         a, a_stats = adv.compute_advantages(shaped, config=advantages)
-        tokens, tmask = sampling.join(prompts, lengths, out.tokens, out.mask, pad_id=pad_id)
-        rl_batch = {
-            "tokens": tokens,
-            "mask": tmask,
-            "advantages": a,
-            "weights": w.astype(a.dtype),
-            "num_completions": b * m,
-        }
+        rl_batch = {"advantages": a, "weights": w.astype(a.dtype), "num_completions": b * m}
+        if b % micro_batches == 0:
+            # Shared prompts: each prompt's forward runs once for its M completions (the update's positions
+            # drop from B M (P + L) to B P + B M L); micro-batches then split the prompts.
+            rl_batch |= {"prompts": prompts, "lengths": lengths, "completions": out.tokens, "mask": out.mask}
+            score = lambda p: logprobs.shared_prompt_log_probs(
+                apply, p, make_cache, prompts, lengths, out.tokens, out.mask
+            )
+        else:  # micro-batches that split a prompt's group: joined prompt + completion rows
+            tokens, tmask = sampling.join(prompts, lengths, out.tokens, out.mask, pad_id=pad_id)
+            rl_batch |= {"tokens": tokens, "mask": tmask}
+            score = lambda p: sampling.sequence_log_probs(apply, p, tokens, tmask)
         if loss.surrogate == "clipped":
             # Old policy = the parameters that sampled (one extra forward, same layout as the loss's tokens).
-            rl_batch["old_log_probs"] = jax.lax.stop_gradient(
-                sampling.sequence_log_probs(apply, params, tokens, tmask)
-            )
+            rl_batch["old_log_probs"] = jax.lax.stop_gradient(score(params))
         if loss.kl_beta > 0:
-            reference = train_lib.with_frozen(extra["reference"], frozen)
-            rl_batch["ref_log_probs"] = sampling.sequence_log_probs(apply, reference, tokens, tmask)
+            rl_batch["ref_log_probs"] = score(train_lib.with_frozen(extra["reference"], frozen))
         grad_fn = jax.value_and_grad(
             lambda p, b, k: loss_fn(train_lib.with_frozen(p, frozen), b, k), has_aux=True
         )
-        (value, metrics), grads = _accumulate(grad_fn, state.params, rl_batch, key, micro_batches)
+        with jax.named_scope("update"):
+            (value, metrics), grads = _accumulate(grad_fn, state.params, rl_batch, key, micro_batches)
         if use_history:
             extra["history"] = history.append(scores.rewards)
         replace = {"extra": extra} if use_history else {}  # only the history changes in extra

@@ -85,3 +85,24 @@ def test_rl_update_in_micro_batches_is_the_whole_batch_gradient():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads4, grads)
     with pytest.raises(ValueError, match="micro_batches=3 must divide the 8 completions"):
         rl._accumulate(grad_fn, ADAPTERS, batch, key, 3)
+
+
+def test_rl_update_in_micro_batches_of_prompt_groups_is_the_whole_batch_gradient():
+    """The shared-prompt layout splits whole groups (micro_batches divides B); LoRA over a frozen base."""
+    make_cache = functools.partial(llama.init_cache, MODEL.config)
+    loss_fn = losses.make_rl_loss_fn(APPLY, config=losses.PolicyLossConfig(), make_cache=make_cache)
+    grad_fn = jax.value_and_grad(lambda p, b, k: loss_fn((p, MODEL.params), b, k), has_aux=True)
+    key = jax.random.key(0)
+    batch = {
+        "prompts": jnp.array([[1, 5, 6, 0], [1, 7, 8, 9]], jnp.int32),
+        "lengths": jnp.array([3, 4], jnp.int32),
+        "completions": jax.random.randint(key, (2, 4, 3), 0, 16),
+        "mask": jnp.broadcast_to(jnp.arange(3) < 2, (2, 4, 3)),
+        "advantages": jnp.array([[1.0, -1.0, 0.5, -0.5], [0.2, 0.3, -0.1, -0.4]]),
+        "weights": jnp.array([[1.0, 2.0, 1.0, 0.5], [1.0, 1.0, 3.0, 1.0]]),
+        "num_completions": 8,
+    }
+    (value, _), grads = jax.jit(lambda p: rl._accumulate(grad_fn, p, batch, key, 1))(ADAPTERS)
+    (value2, _), grads2 = jax.jit(lambda p: rl._accumulate(grad_fn, p, batch, key, 2))(ADAPTERS)
+    np.testing.assert_allclose(value2, value, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads2, grads)

@@ -99,3 +99,57 @@ def test_model_token_log_probs_flattens_leading_axes_and_defaults_positions():
     np.testing.assert_array_equal(flat, want)
     two = lp_.model_token_log_probs(apply, emb, tokens.reshape(2, 2, -1), labels.reshape(2, 2, -1))
     np.testing.assert_array_equal(two.reshape(flat.shape), flat)
+
+
+def _shared_prompt_case():
+    """Ragged prompts (lengths 1 .. P) and ragged completions (an empty one too), M = 3 per prompt."""
+    prompts = jnp.array([[1, 5, 6, 0], [1, 7, 8, 9], [3, 0, 0, 0]], jnp.int32)
+    lengths = jnp.array([3, 4, 1], jnp.int32)
+    rng = np.random.default_rng(0)
+    completions = jnp.asarray(rng.integers(0, 16, (3, 3, 5)), jnp.int32)
+    counts = np.array([[5, 2, 1], [3, 5, 4], [0, 1, 5]])
+    mask = jnp.arange(5)[None, None, :] < counts[..., None]
+    return prompts, lengths, completions, mask
+
+
+# The other family's cache (learned positions) in the slow tier: each case compiles four programs.
+@pytest.mark.parametrize("family", ["llama", pytest.param("gpt2", marks=pytest.mark.slow)])
+def test_shared_prompt_log_probs_equal_the_joined_rows_values_and_gradients(family):
+    from cat_jax import sampling
+    from cat_jax.models import gpt2, llama
+    from cat_jax.testing import tiny_model
+
+    if family == "llama":
+        m = tiny_model(
+            vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1
+        )
+        apply, params, make_cache = m.apply, m.params, functools.partial(llama.init_cache, m.config)
+    else:
+        config = gpt2.GPT2Config.tiny(vocab_size=16, hidden_size=32, num_layers=1, num_heads=2)
+        graphdef, params = gpt2.init(config, jax.random.key(0))
+        apply, make_cache = gpt2.decoder(graphdef), functools.partial(gpt2.init_cache, config)
+    prompts, lengths, completions, mask = _shared_prompt_case()
+    weights = jax.random.normal(jax.random.key(3), (3, 3))
+
+    def shared(p):
+        return lp_.shared_prompt_log_probs(apply, p, make_cache, prompts, lengths, completions, mask)
+
+    def joined(p):
+        tokens, tmask = sampling.join(prompts, lengths, completions, mask)
+        return sampling.sequence_log_probs(apply, p, tokens, tmask)
+
+    @jit
+    def run(p):
+        value = lambda f: lambda q: jnp.sum(weights * jnp.sum(f(q), axis=-1))
+        return shared(p), joined(p), jax.grad(value(shared))(p), jax.grad(value(joined))(p)
+
+    tok_s, tok_j, g_s, g_j = run(params)
+    assert tok_s.shape == (3, 3, 5)
+    np.testing.assert_array_equal(np.asarray(tok_s)[~np.asarray(mask)], 0.0)
+    # The same per-token numbers: completion token j of prompt b sits at joined position lengths[b] + j.
+    at = jnp.minimum(lengths[:, None, None] + jnp.arange(5)[None, None, :], tok_j.shape[-1] - 1)
+    want = jnp.where(mask, jnp.take_along_axis(tok_j, jnp.broadcast_to(at, mask.shape), axis=-1), 0.0)
+    np.testing.assert_allclose(tok_s, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jnp.sum(tok_s, -1), jnp.sum(tok_j, -1), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_j), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))

@@ -201,7 +201,7 @@ def test_rl_micro_batch_equivalence_and_prompt_major_shapes(surrogate, x64):
         lambda x: x + 0.05 * jax.random.normal(jax.random.key(s), x.shape, x.dtype), p
     )
     batch = _rl_batch(params, perturb(params, 7), perturb(params, 8))
-    cfg = L.PolicyLossConfig(surrogate=surrogate, kl_beta=0.05)
+    cfg = L.PolicyLossConfig(surrogate="clipped", kl_beta=0.05)
     fn = L.make_rl_loss_fn(tiny_apply, config=cfg)
     parts = [
         {k: (v[rows, :length] if np.ndim(v) == 2 else v[rows]) if np.ndim(v) else v for k, v in batch.items()}
@@ -239,3 +239,48 @@ def test_rl_loss_normalises_by_total_completions_and_validates():
         L.PolicyLossConfig(surrogate="ppo")
     with pytest.raises(ValueError, match="kl_beta"):
         L.PolicyLossConfig(kl_beta=-1.0)
+
+
+@pytest.mark.slow  # ~15 s of compiles; the fast tier checks the scorer itself (test_logprobs) and test_rl
+def test_rl_loss_shared_prompt_layout_equals_joined_rows():
+    """Each prompt run once for its M completions: the loss and gradient of the joined rows (clipped surrogate
+    and KL, so old and reference log-probs in both layouts too; REINFORCE: test_frozen_base, test_rl)."""
+    from cat_jax import logprobs, sampling
+    from cat_jax.models import llama
+    from cat_jax.testing import tiny_model
+
+    m = tiny_model(
+        vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1
+    )
+    make_cache = functools.partial(llama.init_cache, m.config)
+    prompts = jnp.array([[1, 5, 6, 0], [1, 7, 8, 9]], jnp.int32)
+    lengths = jnp.array([3, 4], jnp.int32)
+    completions = jax.random.randint(jax.random.key(0), (2, 3, 4), 0, 16)
+    mask = jnp.arange(4)[None, None, :] < jnp.array([[4, 2, 1], [3, 4, 2]])[..., None]
+    old_params, ref_params = (
+        jax.tree.map(lambda x, s=s: x + 0.01 * jax.random.normal(jax.random.key(s), x.shape), m.params)
+        for s in (7, 8)
+    )
+    cfg = L.PolicyLossConfig(surrogate="clipped", kl_beta=0.05)
+    fn = L.make_rl_loss_fn(m.apply, config=cfg, make_cache=make_cache)
+    common = {"advantages": jnp.array([[1.0, -0.5, 0.7], [-1.2, 0.3, 0.4]]), "weights": jnp.ones((2, 3))}
+    tokens, tmask = sampling.join(prompts, lengths, completions, mask)
+    score = lambda p: logprobs.shared_prompt_log_probs(
+        m.apply, p, make_cache, prompts, lengths, completions, mask
+    )
+    joined_score = lambda p: sampling.sequence_log_probs(m.apply, p, tokens, tmask)
+    old_s, ref_s, old_j, ref_j = jit(lambda ps: [f(p) for f in (score, joined_score) for p in ps])(
+        (old_params, ref_params)
+    )
+    shared = {**common, "prompts": prompts, "lengths": lengths, "completions": completions, "mask": mask}
+    shared |= {"old_log_probs": old_s, "ref_log_probs": ref_s}
+    joined = {**common, "tokens": tokens, "mask": tmask, "old_log_probs": old_j, "ref_log_probs": ref_j}
+    run = jit(lambda p, b: jax.value_and_grad(lambda q: fn(q, b, None), has_aux=True)(p))
+    (loss_s, met_s), g_s = run(m.params, shared)
+    (loss_j, met_j), g_j = run(m.params, joined)
+    np.testing.assert_allclose(loss_s, loss_j, rtol=1e-5)
+    np.testing.assert_allclose(met_s["rl/kl"], met_j["rl/kl"], rtol=1e-4, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_j), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+    with pytest.raises(ValueError, match="needs make_rl_loss_fn"):
+        L.make_rl_loss_fn(m.apply, config=cfg)(m.params, shared, None)

@@ -153,14 +153,15 @@ def guarded_update(
     ``replace`` sets further fields of the new state (e.g. ``extra``) under the same finite condition.
     Metrics: ``loss/total``, ``train/grad_norm``, ``train/finite``.
     """
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    fields = {"params": params, "opt_state": opt_state, **replace}
-    new_state = state.replace(
-        step=jnp.where(finite, state.step + 1, state.step),
-        **{k: keep(v, getattr(state, k)) for k, v in fields.items()},
-    )
+    with jax.named_scope("optimizer"):  # profiles (benchmarks/step_profile.py) group ops by this scope
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        fields = {"params": params, "opt_state": opt_state, **replace}
+        new_state = state.replace(
+            step=jnp.where(finite, state.step + 1, state.step),
+            **{k: keep(v, getattr(state, k)) for k, v in fields.items()},
+        )
     return new_state, {"loss/total": loss, "train/grad_norm": grad_norm, "train/finite": finite}
