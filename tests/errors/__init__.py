@@ -55,6 +55,7 @@ MODULES = (
     "weights",
     "advantages",
     "losses",
+    "rl_update",
     "sampling",
     "models",
     "gpt2",
