@@ -208,10 +208,7 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
             "cond_train": protein_data.text_prompt_arrays(pairs["train"], tokenizer),
             "cond_test": protein_data.text_prompt_arrays(pairs["test"], tokenizer),
         }
-    pre = config.pretrain
-    corpus = protein_data.read_corpus(
-        int(pre.num_sequences), seed=int(pre.corpus_seed), max_len=int(pre.max_len), data_dir=data_dir
-    )
+    corpus = pretraining_corpus(config.pretrain, data_dir=data_dir)
     return {
         "pairs": pairs,
         "corpus": corpus,
@@ -220,6 +217,28 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
         "cond_train": protein_data.prompt_arrays(pairs["train"]),
         "cond_test": protein_data.prompt_arrays(pairs["test"]),
     }
+
+
+# pretraining_corpus' defaults: the corpora CatProtein prepares (its config names n, seed and max_len only).
+_CORPUS_DEFAULTS = {
+    "min_len": 10,
+    "rare_fraction": 0.03,
+    "rare_beta": (60.0, 20.0),
+    "common_beta": (16.0, 22.0),
+}
+
+
+def pretraining_corpus(pre: ml_collections.ConfigDict, *, data_dir=None) -> list[str]:
+    """The ``pretrain`` section's corpus: read through ``CatProtein`` when its family knobs are the library
+    defaults, else drawn in memory (``protein.pretraining_corpus``, the same function the builder calls)."""
+    knobs = {
+        k: (tuple(float(v) for v in pre.get(k, d)) if isinstance(d, tuple) else type(d)(pre.get(k, d)))
+        for k, d in _CORPUS_DEFAULTS.items()
+    }
+    n, seed, max_len = int(pre.num_sequences), int(pre.corpus_seed), int(pre.max_len)
+    if knobs == _CORPUS_DEFAULTS:
+        return protein_data.read_corpus(n, seed=seed, max_len=max_len, data_dir=data_dir)
+    return protein.pretraining_corpus(n, seed, max_len=max_len, **knobs)
 
 
 def device_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):

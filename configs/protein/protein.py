@@ -42,6 +42,13 @@ import ml_collections
 
 from configs import common
 
+# ``:rare`` (measured choices; module docstring): the corpus knobs of pretraining_corpus, the RL learning
+# rates and the RL steps of both settings.
+COMMON_BETA = (30.0, 60.0)
+RARE_FRACTION = 0.02
+UNCOND_LR, COND_LR = 1e-4, 2e-5
+RARE_STEPS = 300
+
 
 def _sft(*, batch_size: int, steps: int, lr: float, warmup_steps: int) -> ml_collections.ConfigDict:
     """A next-token CE phase (token mean) from the previous phase's parameters."""
@@ -128,14 +135,31 @@ def _paper(c: ml_collections.ConfigDict) -> None:
     c.eval.chunk = 25  # 25 prompts x 32 samples per sampler call (the KV cache of a 36-layer model)
 
 
+def _rare(c: ml_collections.ConfigDict) -> None:
+    """A ProtGPT2-like regime on the from-scratch model, in place (module docstring)."""
+    c.command = (
+        "python -m experiments.protein --config=configs/protein/protein.py:rare "
+        "--workdir=workdirs/protein_rare"
+    )
+    c.results_dir = "results/protein_rare"
+    # A narrower common family at the low reward mode (mean 1/3) and a rare high family (RARE_FRACTION).
+    c.pretrain.common_beta = COMMON_BETA
+    c.pretrain.rare_fraction = RARE_FRACTION
+    for rl, lr in ((c.uncond, UNCOND_LR), (c.cond, COND_LR)):
+        rl.steps = RARE_STEPS
+        rl.opt.lr = lr
+
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     parts = [a for a in arg.split(",") if a]
-    unknown = [p for p in parts if p not in ("smoke", "paper")]
+    unknown = [p for p in parts if p not in ("smoke", "paper", "rare")]
     if unknown:
         raise ValueError(
             f"unknown variant {unknown[0]!r}; valid: '' (full run), 'smoke', 'paper' (SPEC §3.4 on a "
-            "checkpoint), 'paper,smoke'"
+            "checkpoint), 'paper,smoke', 'rare' (a rare high mode, SPEC's per-step scale), 'rare,smoke'"
         )
+    if "paper" in parts and "rare" in parts:
+        raise ValueError("variants 'paper' and 'rare' exclude each other: 'paper' pre-trains nothing")
     c = ml_collections.ConfigDict()
     # The command that regenerates this run's outputs (written into every results file).
     c.command = "python -m experiments.protein --config=configs/protein/protein.py --workdir=workdirs/protein"
@@ -152,7 +176,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.pretrain = _sft(batch_size=64, steps=300, lr=2e-3, warmup_steps=30)  # CE on BOS + sequence + EOS
     c.pretrain.num_sequences = 16000  # CatProtein pretrain records: pretraining_corpus(n, seed, max_len)
     c.pretrain.corpus_seed = 0  # which corpus is drawn
-    c.pretrain.max_len = 32  # longest corpus sequence (min 10); the library default 40 costs more per RL step
+    c.pretrain.max_len = 32  # longest corpus sequence; the library default 40 costs more per RL step
+    c.pretrain.min_len = 10  # shortest corpus sequence (the unconditional reward's minimum length)
+    # The corpus' two hydrophobicity families (pretraining_corpus): a sequence's hydrophobic probability is
+    # drawn from Beta(*rare_beta) with probability rare_fraction, else from Beta(*common_beta). These values
+    # are the library's defaults (the CatProtein records); any other value draws the corpus in memory.
+    c.pretrain.rare_fraction = 0.03
+    c.pretrain.rare_beta = (60.0, 20.0)
+    c.pretrain.common_beta = (16.0, 22.0)
 
     c.uncond = _rl(max_new_tokens=40, temperature=1.2, quantile="history", kl_beta=0.3, lr=5e-4)
 
@@ -174,6 +205,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     if "paper" in parts:
         _paper(c)
+    if "rare" in parts:
+        _rare(c)
     if "smoke" in parts:
         c.command = (
             "python -m experiments.protein --config=configs/protein/protein.py:smoke "
@@ -183,6 +216,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             c.command = (
                 "python -m experiments.protein --config=configs/protein/protein.py:paper,smoke "
                 "--config.model.checkpoint=/path/to/checkpoint --workdir=/tmp/cat/protein_paper_smoke"
+            )
+        if "rare" in parts:
+            c.command = (
+                "python -m experiments.protein --config=configs/protein/protein.py:rare,smoke "
+                "--workdir=/tmp/cat/protein_rare_smoke"
             )
         c.results_dir = ""
         c.progress = False
