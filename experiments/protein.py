@@ -4,22 +4,27 @@ r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4, §
 
 0. **Data**: the corpus and the conditional pairs are ``cat_protein`` records (``CatProtein``, prepared once
    in ``config.data_dir``; ``cat_jax.tasks.protein_data`` lays them out), batched by the one batcher
-   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step).
-1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (most
-   sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on ``BOS seq EOS``.
-   Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the 12-height one.
+   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step). A corpus whose
+   family knobs (``pretrain.rare_fraction``, ``rare_beta``, ``common_beta``, ``min_len``) are not the
+   library's defaults is drawn in memory by the same ``pretraining_corpus`` (:func:`pretraining_corpus`).
+1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (by
+   default most sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on
+   ``BOS seq EOS``. Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the
+   12-height one (``:rare``: rarer still, best-of-64 about 6).
 2. **Unconditional RL** from it (prompt = BOS): standard group-advantage RL vs Best-of-N weights
    ``w = N q^{N-1}`` with reward-history quantiles, N = 2, 4, 8 (SPEC §2.3, §2.5), one run per seed.
 3. **Conditional warm-up** on the synthetic input -> target pairs (``BOS input '>' target EOS``, target
    supervised), then **conditional RL**: standard vs BoN-2/4/8 with within-prompt quantiles.
 4. **Evaluation**: one pool of samples per unconditional model, many samples per held-out conditional prompt;
    exact expected best-of-k reward with and without replacement (:func:`cat_jax.operators.best_of_k`),
-   mean ± SE across seeds; sample hydrophobicity histograms (``experiments.protein_report``).
+   mean ± SE across seeds, the share of invalid samples (reward -5) beside every row, each Best-of-N branch
+   minus standard RL paired by seed; sample hydrophobicity histograms; learning curves of the RL runs
+   (``experiments.protein_report``).
 
 Rewards are SPEC §3.4's on token ids inside the jitted RL step (``cat_jax.tasks.protein``'s
 ``unconditional_rewards`` / ``conditional_rewards``, equal to its Python references on the decoded text).
 Every phase auto-resumes from its folder under the workdir; outputs (``results.json``, ``table.md``,
-``best_of_k.png``, ``hydrophobicity.png``) go to ``config.results_dir``.
+``best_of_k.png``, ``hydrophobicity.png``, ``learning_curves.png``) go to ``config.results_dir``.
 
 **With ``config.model.checkpoint``** (a local ``GPT2LMHeadModel`` directory such as ProtGPT2; the paper's
 setting, ``configs/protein/protein.py:paper``): no pre-training, the checkpoint is the initial model and the

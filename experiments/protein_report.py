@@ -249,6 +249,7 @@ def markdown_report(report: dict, plots: list[str] | None = None) -> str:
                 f"{num(h['frac_high_mode_0.65_0.85'], 2)} | {h['frac_invalid_reward']:.2f} | "
                 + (f"{num(h['slope_on_input_h'], 2)} |" if "slope_on_input_h" in h else "|")
             )
+    lines.extend(paired_difference_lines(report))
     lines.extend(learning_curve_lines(report))
     secs = report["seconds"]
     order = sorted(secs, key=lambda k: (PHASES.index(k) if k in PHASES else len(PHASES), k))
@@ -307,6 +308,50 @@ def curves_across_seeds(rec: dict, key: str) -> tuple[np.ndarray, np.ndarray] | 
         return None
     n = min(map(len, runs))  # equal unless a run was resumed with other steps
     return reporting.mean_se(np.array([r[:n] for r in runs], np.float64))
+
+
+def paired_differences(rec: dict, base: dict, name: str = "with_replacement") -> tuple[list, list] | None:
+    """Mean and SE across seeds of ``rec``'s best-of-k curve minus ``base``'s, paired by RL seed (None: fewer
+    than two shared seeds)."""
+    by_seed = {r["seed"]: r[name]["mean"] for r in base["per_seed"] if r["seed"] is not None}
+    pairs = [(r[name]["mean"], by_seed[r["seed"]]) for r in rec["per_seed"] if r["seed"] in by_seed]
+    if len(pairs) < 2:
+        return None
+    mean, se = reporting.mean_se(np.array([np.subtract(a, b) for a, b in pairs], np.float64))
+    return mean.tolist(), se.tolist()
+
+
+def paired_difference_lines(report: dict) -> list[str]:
+    """Tables of each Best-of-N branch minus standard RL (with replacement, the paper's metric), paired by
+    seed, mean ± SE across seeds; the paper's difference in the last row of each branch."""
+    out = []
+    for setting in SETTINGS:
+        models = report[setting]
+        base = models.get(BRANCH_LABELS["standard"])
+        if base is None:
+            continue
+        ks = report["config"]["eval"][f"{setting}_ks"]
+        rows, paper = {}, PAPER[setting]
+        for label, rec in ordered(models, setting):
+            if label in (REFERENCES[setting], BRANCH_LABELS["standard"]):
+                continue
+            diff = paired_differences(rec, base)
+            if diff is None:
+                continue
+            rows[f"{label} − Standard RL ({len(rec['per_seed'])} seeds)"] = diff
+            if label in paper:
+                at = [paper["ks"].index(k) if k in paper["ks"] else None for k in ks]
+                d = [None if i is None else paper[label][i] - paper["Standard RL"][i] for i in at]
+                rows[f"paper: {label} − Standard RL"] = (
+                    [np.nan if v is None else v for v in d],
+                    [None] * len(ks),
+                )
+        if rows:
+            out.append(
+                f"\n## {TITLES[setting]}: Best-of-N minus standard RL, paired by seed (with replacement)\n"
+            )
+            out.append(reporting.markdown_table(rows, ks, first="difference", scale=1, digits=2).rstrip())
+    return out
 
 
 def learning_curve_lines(report: dict) -> list[str]:
