@@ -39,6 +39,7 @@ evaluation alike.
 from __future__ import annotations
 
 import functools
+import inspect
 import pathlib
 import time
 from collections.abc import Callable
@@ -224,12 +225,11 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
     }
 
 
-# pretraining_corpus' defaults: the corpora CatProtein prepares (its config names n, seed and max_len only).
+# pretraining_corpus' family knobs at their defaults: the corpora CatProtein prepares (its config names n,
+# seed and max_len only).
 _CORPUS_DEFAULTS = {
-    "min_len": 10,
-    "rare_fraction": 0.03,
-    "rare_beta": (60.0, 20.0),
-    "common_beta": (16.0, 22.0),
+    k: inspect.signature(protein.pretraining_corpus).parameters[k].default
+    for k in ("min_len", "rare_fraction", "rare_beta", "common_beta")
 }
 
 

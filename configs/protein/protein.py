@@ -39,8 +39,9 @@ best-of-64 with replacement): rare_fraction 0.005 / 0.002 / 0.01 -> 5.21 (the LM
 in h in [0.65, 0.85]), 0.02 -> 5.68 (0.4%; 5.92 on a 4,096-sample pool), 0.03 -> 5.15 (6.88 on 4,096),
 0.04 -> 9.44 on 4,096, 0.05 -> 9.15; the default corpus (3% rare of Beta(16, 22)) 10.75. RL at SPEC §3.4's
 per-step scale: learning rates 1e-5 / 2e-6 (SPEC's own; on this model 1e-5 already moves standard RL, mean
-rollout reward 2.90 -> 3.02 +- 0.05 over 300 steps, KL 0.016), beta 0.3 / 0.05, 300 steps; M,
-temperatures, B and the evaluation as the default.
+rollout reward 2.90 -> 3.02 +- 0.05 over 300 steps, KL 0.016; 2e-6 moves the conditional one 8.58 -> 8.74
++- 0.06, KL 0.007), beta 0.3 / 0.05, 300 steps; M, temperatures, B and the evaluation as the default.
+Verdict and the lr 1e-4 control: results/protein_rare/README.md.
 
 ``:paper`` is SPEC §3.4 itself on ``model.checkpoint`` (no pre-training; full fine-tuning, float32 masters,
 compute dtype ``auto`` = bfloat16 on an accelerator, gradient checkpointing per block): unconditional M = 32,

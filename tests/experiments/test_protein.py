@@ -6,6 +6,7 @@ The token-id rewards it trains on are tested against the Python references in te
 import hashlib
 import json
 import re
+from unittest import mock
 
 import jax
 import numpy as np
@@ -240,6 +241,11 @@ def test_corpus_knobs_off_the_defaults_draw_in_memory():
     )
     assert exp.pretraining_corpus(pre) == want
     assert want != protein.pretraining_corpus(pre.num_sequences, pre.corpus_seed, max_len=pre.max_len)
+    # The library's defaults go through CatProtein (the default study's records).
+    default = common.load_config("configs/protein/protein.py:smoke").pretrain
+    with mock.patch.object(exp.protein_data, "read_corpus", return_value=["BUILDER"]) as read:
+        assert exp.pretraining_corpus(default) == ["BUILDER"]
+    read.assert_called_once_with(64, seed=0, max_len=32, data_dir=None)
 
 
 def test_invalid_share_of_a_hand_made_pool(tmp_path):
