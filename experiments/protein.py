@@ -4,22 +4,27 @@ r"""Protein Best-of-N at CPU scale: the paper's Table 6 analogue (SPEC §3.4, §
 
 0. **Data**: the corpus and the conditional pairs are ``cat_protein`` records (``CatProtein``, prepared once
    in ``config.data_dir``; ``cat_jax.tasks.protein_data`` lays them out), batched by the one batcher
-   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step).
-1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (most
-   sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on ``BOS seq EOS``.
-   Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the 12-height one.
+   (``cat_jax.data.batches``, a seeded permutation per epoch: a pure function of the step). A corpus whose
+   family knobs (``pretrain.rare_fraction``, ``rare_beta``, ``common_beta``, ``min_len``) are not the
+   library's defaults is drawn in memory by the same ``pretraining_corpus`` (:func:`pretraining_corpus`).
+1. **Pre-training**: a tiny Llama-style protein LM learns ``cat_jax.tasks.protein.pretraining_corpus`` (by
+   default most sequences at hydrophobicity h ~ 0.35-0.45, 3% near 0.75) from scratch, next-token CE on
+   ``BOS seq EOS``. Its samples play ProtGPT2's part: mass at the 4-height reward mode, little at the
+   12-height one (``:rare``: rarer still, best-of-64 about 6).
 2. **Unconditional RL** from it (prompt = BOS): standard group-advantage RL vs Best-of-N weights
    ``w = N q^{N-1}`` with reward-history quantiles, N = 2, 4, 8 (SPEC §2.3, §2.5), one run per seed.
 3. **Conditional warm-up** on the synthetic input -> target pairs (``BOS input '>' target EOS``, target
    supervised), then **conditional RL**: standard vs BoN-2/4/8 with within-prompt quantiles.
 4. **Evaluation**: one pool of samples per unconditional model, many samples per held-out conditional prompt;
    exact expected best-of-k reward with and without replacement (:func:`cat_jax.operators.best_of_k`),
-   mean ± SE across seeds; sample hydrophobicity histograms (``experiments.protein_report``).
+   mean ± SE across seeds, the share of invalid samples (reward -5) beside every row, each Best-of-N branch
+   minus standard RL paired by seed; sample hydrophobicity histograms; learning curves of the RL runs
+   (``experiments.protein_report``).
 
 Rewards are SPEC §3.4's on token ids inside the jitted RL step (``cat_jax.tasks.protein``'s
 ``unconditional_rewards`` / ``conditional_rewards``, equal to its Python references on the decoded text).
 Every phase auto-resumes from its folder under the workdir; outputs (``results.json``, ``table.md``,
-``best_of_k.png``, ``hydrophobicity.png``) go to ``config.results_dir``.
+``best_of_k.png``, ``hydrophobicity.png``, ``learning_curves.png``) go to ``config.results_dir``.
 
 **With ``config.model.checkpoint``** (a local ``GPT2LMHeadModel`` directory such as ProtGPT2; the paper's
 setting, ``configs/protein/protein.py:paper``): no pre-training, the checkpoint is the initial model and the
@@ -34,6 +39,7 @@ evaluation alike.
 from __future__ import annotations
 
 import functools
+import inspect
 import pathlib
 import time
 from collections.abc import Callable
@@ -208,10 +214,7 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
             "cond_train": protein_data.text_prompt_arrays(pairs["train"], tokenizer),
             "cond_test": protein_data.text_prompt_arrays(pairs["test"], tokenizer),
         }
-    pre = config.pretrain
-    corpus = protein_data.read_corpus(
-        int(pre.num_sequences), seed=int(pre.corpus_seed), max_len=int(pre.max_len), data_dir=data_dir
-    )
+    corpus = pretraining_corpus(config.pretrain, data_dir=data_dir)
     return {
         "pairs": pairs,
         "corpus": corpus,
@@ -220,6 +223,27 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
         "cond_train": protein_data.prompt_arrays(pairs["train"]),
         "cond_test": protein_data.prompt_arrays(pairs["test"]),
     }
+
+
+# pretraining_corpus' family knobs at their defaults: the corpora CatProtein prepares (its config names n,
+# seed and max_len only).
+_CORPUS_DEFAULTS = {
+    k: inspect.signature(protein.pretraining_corpus).parameters[k].default
+    for k in ("min_len", "rare_fraction", "rare_beta", "common_beta")
+}
+
+
+def pretraining_corpus(pre: ml_collections.ConfigDict, *, data_dir=None) -> list[str]:
+    """The ``pretrain`` section's corpus: read through ``CatProtein`` when its family knobs are the library
+    defaults, else drawn in memory (``protein.pretraining_corpus``, the same function the builder calls)."""
+    knobs = {
+        k: (tuple(float(v) for v in pre.get(k, d)) if isinstance(d, tuple) else type(d)(pre.get(k, d)))
+        for k, d in _CORPUS_DEFAULTS.items()
+    }
+    n, seed, max_len = int(pre.num_sequences), int(pre.corpus_seed), int(pre.max_len)
+    if knobs == _CORPUS_DEFAULTS:
+        return protein_data.read_corpus(n, seed=seed, max_len=max_len, data_dir=data_dir)
+    return protein.pretraining_corpus(n, seed, max_len=max_len, **knobs)
 
 
 def device_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):

@@ -62,6 +62,52 @@ def test_corpus_mass_near_low_mode():
     assert all(set(s) <= set(pr.ALPHABET) and len(s) >= 10 for s in seqs)
 
 
+# sha256 of "\n".join(pretraining_corpus(300, 3, max_len=L)) before the family knobs existed (the default
+# study's corpus and its CatProtein records must not move).
+CORPUS_SHA = {
+    32: "b209e2af43cb7c7c5160ef29e3ed32c43bb144c7474c77d89c77ba46d7df56e3",
+    40: "cc642b7291d29a42f96090c74d055fa3775e72fced81fa78bbeabe8620a4870e",
+}
+
+
+@pytest.mark.parametrize("max_len", [32, 40])
+def test_corpus_defaults_are_the_old_corpus(max_len):
+    import hashlib
+
+    seqs = pr.pretraining_corpus(300, 3, max_len=max_len)
+    assert hashlib.sha256("\n".join(seqs).encode()).hexdigest() == CORPUS_SHA[max_len]
+    explicit = pr.pretraining_corpus(
+        300, 3, max_len=max_len, rare_fraction=0.03, rare_beta=(60, 20), common_beta=(16, 22)
+    )
+    assert explicit == seqs
+
+
+def test_corpus_rare_fraction_moves_the_rare_mode_share():
+    def high_share(**kw):
+        seqs = pr.pretraining_corpus(1000, 0, min_len=30, max_len=32, common_beta=(30.0, 60.0), **kw)
+        return np.mean([pr.hydrophobicity(s) > 0.6 for s in seqs])
+
+    none, some, all_rare = (high_share(rare_fraction=f) for f in (0.0, 0.2, 1.0))
+    assert none < 0.01 and 0.15 < some < 0.25 and all_rare > 0.9
+    # The rare family's parameters move its mode: Beta(20, 80) is a second low family.
+    assert high_share(rare_fraction=1.0, rare_beta=(20.0, 80.0)) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"rare_fraction": 1.5}, r"rare_fraction must be a number in \[0, 1\], got 1.5"),
+        ({"rare_fraction": -0.1}, r"rare_fraction must be a number in \[0, 1\]"),
+        ({"rare_fraction": True}, r"rare_fraction must be a number in \[0, 1\], got True"),
+        ({"rare_beta": (0.0, 1.0)}, r"rare_beta must be two Beta parameters \(a, b\), both > 0"),
+        ({"common_beta": (1.0,)}, r"common_beta must be two Beta parameters"),
+    ],
+)
+def test_corpus_knobs_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        pr.pretraining_corpus(4, **kw)
+
+
 def test_protein_tokenizer_layout():
     from cat_jax.tasks.tokenizers import CharTokenizer
 

@@ -158,18 +158,45 @@ def conditional_prompt(input_seq: str) -> str:
     return "Input: " + input_seq + " \n Output:"
 
 
-def pretraining_corpus(n: int, seed: int = 0, min_len: int = 10, max_len: int = 40) -> list[str]:
-    """Protein-like sequences: hydrophobicity mostly near 0.35-0.45 (Beta(16, 22)), 3% near 0.75."""
+def pretraining_corpus(
+    n: int,
+    seed: int = 0,
+    min_len: int = 10,
+    max_len: int = 40,
+    *,
+    rare_fraction: numbers.Real = 0.03,
+    rare_beta: Sequence[numbers.Real] = (60.0, 20.0),
+    common_beta: Sequence[numbers.Real] = (16.0, 22.0),
+) -> list[str]:
+    """Protein-like sequences of lengths ``min_len..max_len`` from two families of hydrophobicity.
+
+    Each sequence draws its hydrophobic probability ``p`` from the rare high-hydrophobicity family
+    ``Beta(*rare_beta)`` (mean 0.75 by default) with probability ``rare_fraction``, else from the common
+    family ``Beta(*common_beta)`` (mean 0.42: h mostly near 0.35-0.45); each residue is then hydrophobic
+    with probability ``p``, uniform within its class. The defaults (3% rare) are the default study's corpus;
+    every setting draws the same random stream, so the defaults' output never changes with the knobs' code.
+    """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
     if not 1 <= min_len <= max_len:
         raise ValueError(f"lengths need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    if (
+        isinstance(rare_fraction, bool)
+        or not isinstance(rare_fraction, numbers.Real)
+        or not (0.0 <= rare_fraction <= 1.0)
+    ):
+        raise ValueError(f"rare_fraction must be a number in [0, 1], got {rare_fraction!r}")
+    for name, ab in (("rare_beta", rare_beta), ("common_beta", common_beta)):
+        if len(tuple(ab)) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in ab
+        ):
+            raise ValueError(f"{name} must be two Beta parameters (a, b), both > 0, got {ab!r}")
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         length = int(rng.integers(min_len, max_len + 1))
         # A rare high-hydrophobicity family gives Best-of-N a mode to find, as for the real ProtGPT2.
-        p = rng.beta(60, 20) if rng.random() < 0.03 else rng.beta(16, 22)
+        p = rng.beta(*rare_beta) if rng.random() < rare_fraction else rng.beta(*common_beta)
         is_h = rng.random(length) < p
         res = np.where(
             is_h,

@@ -6,6 +6,7 @@ The token-id rewards it trains on are tested against the Python references in te
 import hashlib
 import json
 import re
+from unittest import mock
 
 import jax
 import numpy as np
@@ -16,6 +17,7 @@ from cat_jax import losses, sampling, testing
 from cat_jax.tasks import protein
 from experiments import common
 from experiments import protein as exp
+from experiments import protein_report as report_lib
 
 
 def test_config_sections_build_the_library_dataclasses():
@@ -70,8 +72,9 @@ def test_weight_config_names():
 
 
 @pytest.mark.slow  # an end-to-end experiment smoke run: make test-slow
-def test_smoke_run_writes_every_report_file(tmp_path):
-    config = common.load_config("configs/protein/protein.py:smoke")
+@pytest.mark.parametrize("variant", ["smoke", "rare,smoke"])
+def test_smoke_run_writes_every_report_file(tmp_path, variant):
+    config = common.load_config(f"configs/protein/protein.py:{variant}")
     report = exp.run(config, str(tmp_path))
     out = tmp_path / "report"
     saved = json.loads((out / "results.json").read_text())
@@ -88,9 +91,11 @@ def test_smoke_run_writes_every_report_file(tmp_path):
             )
     table = (out / "table.md").read_text()
     assert config.command in table and "| BoN-2 (2) |" in table and "| BoN-2 (1) |" in table
-    for png in ("best_of_k.png", "hydrophobicity.png"):
+    for png in ("best_of_k.png", "hydrophobicity.png", "learning_curves.png"):
         assert (out / png).stat().st_size > 5000
     assert report["uncond"]["BoN-2"]["per_seed"][0]["train_reward_mean"]
+    assert len(report["uncond"]["BoN-2"]["per_seed"][0]["train_invalid_frac"]) == 1  # 2 steps: one window
+    assert table.count(f"| {report_lib.INVALID_HEADER} |") == 4  # every best-of-k table
     assert re.search(r"Wall time \(s\): pretrain \d+", table)
 
 
@@ -196,3 +201,80 @@ def test_lora_with_a_checkpoint_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match=r"model\.lora\.rank=4: the protein experiment fine-tunes the whole"):
         exp.run(config, str(tmp_path / "run"))
+
+
+def test_rare_variant_is_a_rare_mode_at_spec_scale():
+    from configs.protein import protein as cfg_module
+
+    c = common.load_config("configs/protein/protein.py:rare")
+    assert c.results_dir == "results/protein_rare" and c.command.startswith(
+        "python -m experiments.protein --config=configs/protein/protein.py:rare"
+    )
+    assert tuple(c.pretrain.common_beta) == cfg_module.COMMON_BETA
+    assert c.pretrain.rare_fraction == cfg_module.RARE_FRACTION and tuple(c.pretrain.rare_beta) == (
+        60.0,
+        20.0,
+    )
+    assert (c.uncond.loss.kl_beta, c.cond.loss.kl_beta) == (0.3, 0.05)  # SPEC §3.4
+    assert (c.uncond.opt.lr, c.cond.opt.lr) == (cfg_module.UNCOND_LR, cfg_module.COND_LR)
+    assert c.uncond.steps == c.cond.steps == cfg_module.RARE_STEPS
+    assert c.uncond.branches == ("standard", "bon2", "bon4", "bon8") and tuple(c.cond.seeds) == (0, 1, 2)
+    default = common.load_config("configs/protein/protein.py")
+    assert c.uncond.rollout == default.uncond.rollout and c.cond.rollout == default.cond.rollout
+    smoke = common.load_config("configs/protein/protein.py:rare,smoke")
+    assert smoke.command.startswith(
+        "python -m experiments.protein --config=configs/protein/protein.py:rare,smoke"
+    )
+    assert smoke.results_dir == "" and smoke.pretrain.rare_fraction == cfg_module.RARE_FRACTION
+    with pytest.raises(ValueError, match="variants 'paper' and 'rare' exclude each other"):
+        common.load_config("configs/protein/protein.py:paper,rare")
+
+
+def test_corpus_knobs_off_the_defaults_draw_in_memory():
+    pre = common.load_config("configs/protein/protein.py:rare,smoke").pretrain
+    want = protein.pretraining_corpus(
+        pre.num_sequences,
+        pre.corpus_seed,
+        max_len=pre.max_len,
+        rare_fraction=pre.rare_fraction,
+        common_beta=tuple(pre.common_beta),
+    )
+    assert exp.pretraining_corpus(pre) == want
+    assert want != protein.pretraining_corpus(pre.num_sequences, pre.corpus_seed, max_len=pre.max_len)
+    # The library's defaults go through CatProtein (the default study's records).
+    default = common.load_config("configs/protein/protein.py:smoke").pretrain
+    with mock.patch.object(exp.protein_data, "read_corpus", return_value=["BUILDER"]) as read:
+        assert exp.pretraining_corpus(default) == ["BUILDER"]
+    read.assert_called_once_with(64, seed=0, max_len=32, data_dir=None)
+
+
+def test_invalid_share_of_a_hand_made_pool(tmp_path):
+    r = protein.INVALID_REWARD
+    pools = [  # two seeds' pools [1, 4]: 2 of 4 and 1 of 4 samples invalid
+        np.array([[r, 4.0, 12.0, r]]),
+        np.array([[4.0, r, 3.0, 1.0]]),
+    ]
+    assert [report_lib.invalid_fraction(p) for p in pools] == [0.5, 0.25]
+    runs = [(seed, tmp_path, {"rewards": p, "h": np.full(p.shape, 0.4)}) for seed, p in enumerate(pools)]
+    rec = report_lib.model_record(runs, setting="uncond", ks=[1, 2], cond_prompts={})
+    assert rec["invalid_across_seeds"]["mean"] == pytest.approx(0.375)
+    assert rec["invalid_across_seeds"]["se"] == pytest.approx(0.125)  # std (ddof 1) 0.1768 / sqrt(2)
+    one = report_lib.model_record(runs[:1], setting="uncond", ks=[1, 2], cond_prompts={})
+    assert one["invalid_across_seeds"] == {"mean": 0.5, "se": None}
+    table = "| model | @1 |\n|---|---|\n| A | 1.00 |\n| B | 2.00 |"
+    assert report_lib.with_invalid_column(
+        table, [rec["invalid_across_seeds"], one["invalid_across_seeds"]]
+    ) == (
+        "| model | @1 | invalid (R = -5) |\n|---|---|---|\n| A | 1.00 | 0.375 ± 0.125 |\n| B | 2.00 | 0.500 |"
+    )
+    with pytest.raises(ValueError, match="the table has 2 rows for 1 invalid shares"):
+        report_lib.with_invalid_column(table, [one["invalid_across_seeds"]])
+
+
+def test_committed_default_table_is_the_render_of_its_results():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "results" / "protein"
+    report = json.loads((root / "results.json").read_text())
+    plots = ["best_of_k.png", "hydrophobicity.png"]  # the run predates learning_curves.png
+    assert report_lib.markdown_report(report, plots=plots) == (root / "table.md").read_text()
