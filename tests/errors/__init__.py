@@ -69,6 +69,7 @@ MODULES = (
     "chat",
     "math_data",
     "protein",
+    "protein_rare",
     "data",
     "experiments",
 )

@@ -8,9 +8,12 @@ from cat_jax import losses as los
 from . import STATIC, raises
 
 shared = {
-    "prompts": jnp.ones((1, 2), jnp.int32), "lengths": jnp.ones((1,), jnp.int32),
-    "completions": jnp.ones((1, 2, 2), jnp.int32), "mask": jnp.ones((1, 2, 2), bool),
-    "advantages": jnp.zeros((1, 2)), "weights": jnp.ones((1, 2)),
+    "prompts": jnp.ones((1, 2), jnp.int32),
+    "lengths": jnp.ones((1,), jnp.int32),
+    "completions": jnp.ones((1, 2, 2), jnp.int32),
+    "mask": jnp.ones((1, 2, 2), bool),
+    "advantages": jnp.zeros((1, 2)),
+    "weights": jnp.ones((1, 2)),
 }
 
 # fmt: off
