@@ -39,7 +39,6 @@ evaluation alike.
 from __future__ import annotations
 
 import functools
-import inspect
 import pathlib
 import time
 from collections.abc import Callable
@@ -225,25 +224,16 @@ def read_data(config: ml_collections.ConfigDict, tokenizer=None) -> dict:
     }
 
 
-# pretraining_corpus' family knobs at their defaults: the corpora CatProtein prepares (its config names n,
-# seed and max_len only).
-_CORPUS_DEFAULTS = {
-    k: inspect.signature(protein.pretraining_corpus).parameters[k].default
-    for k in ("min_len", "rare_fraction", "rare_beta", "common_beta")
-}
-
-
 def pretraining_corpus(pre: ml_collections.ConfigDict, *, data_dir=None) -> list[str]:
-    """The ``pretrain`` section's corpus: read through ``CatProtein`` when its family knobs are the library
-    defaults, else drawn in memory (``protein.pretraining_corpus``, the same function the builder calls)."""
-    knobs = {
-        k: (tuple(float(v) for v in pre.get(k, d)) if isinstance(d, tuple) else type(d)(pre.get(k, d)))
-        for k, d in _CORPUS_DEFAULTS.items()
-    }
-    n, seed, max_len = int(pre.num_sequences), int(pre.corpus_seed), int(pre.max_len)
-    if knobs == _CORPUS_DEFAULTS:
-        return protein_data.read_corpus(n, seed=seed, max_len=max_len, data_dir=data_dir)
-    return protein.pretraining_corpus(n, seed, max_len=max_len, **knobs)
+    """The ``pretrain`` section's corpus, read through ``CatProtein`` (its family knobs in the config)."""
+    knobs = {k: pre.get(k, d) for k, d in protein_data.CORPUS_KNOBS.items()}
+    return protein_data.read_corpus(
+        int(pre.num_sequences),
+        seed=int(pre.corpus_seed),
+        max_len=int(pre.max_len),
+        data_dir=data_dir,
+        **knobs,
+    )
 
 
 def device_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int):

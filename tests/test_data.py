@@ -240,7 +240,7 @@ def test_protein_records_in_generation_order_with_max_len(tmp_path):
     cond = data.ProteinConfig(name="c", kind="conditional", sizes=(("warmup", 7), ("test", 4)), seed=42)
     kw = lambda c: {"file_format": "array_record", "config": c}
     psrc = tfds.data_source("cat_protein", data_dir=str(tmp_path), builder_kwargs=kw(pre))
-    assert str(psrc["train"].dataset_info.version) == "1.1.0"
+    assert str(psrc["train"].dataset_info.version) == "1.2.0"
     seqs = protein.pretraining_corpus(35, seed=2, max_len=12)
     assert [r["target"].decode() for r in _rows(psrc["train"])] == seqs[:30]
     assert [r["target"].decode() for r in _rows(psrc["test"])] == seqs[30:]

@@ -25,6 +25,11 @@ def test_records_are_the_draws_in_generation_order(tmp_path):
 
 def test_configs_are_named_after_every_field():
     assert protein_data.corpus_config(64, seed=1, max_len=32).name == "pretrain_n64_len32_seed1"
+    rare = protein_data.corpus_config(64, max_len=32, rare_fraction=0.02, common_beta=(30, 60))
+    assert rare.name == "pretrain_n64_len32_seed0_common_beta30-60_rare_fraction0.02"
+    assert rare.common_beta == (30.0, 60.0) and rare.rare_beta == (60.0, 20.0)
+    with pytest.raises(ValueError, match="unknown corpus knob"):
+        protein_data.corpus_config(64, rare=0.1)
     c = protein_data.pairs_config({"test": 3, "warmup": 2, "train": 1}, seed=7)
     assert c.name == "conditional_2_1_3_seed7" and c.sizes == (("warmup", 2), ("train", 1), ("test", 3))
 

@@ -111,13 +111,19 @@ class CatArithmetic(tfds.core.GeneratorBasedBuilder):
 class ProteinConfig(tfds.core.BuilderConfig):
     """``pretrain``: the protein-like corpus; ``conditional``: SPEC §3.4 (input -> target) pairs per split.
 
-    ``max_len``: the longest pre-training sequence (``pretraining_corpus``' ``max_len``, lengths 10..max_len).
+    ``max_len``, ``min_len``, ``rare_fraction``, ``rare_beta``, ``common_beta``: ``pretraining_corpus``' knobs
+    of the same names (sequence lengths min_len..max_len; the share and Beta parameters of the rare
+    high-hydrophobicity family and of the common one).
     """
 
     kind: str = "pretrain"
     sizes: tuple[tuple[str, int], ...] = (("train", 20000), ("test", 1000))
     seed: int = 0
     max_len: int = 40
+    min_len: int = 10
+    rare_fraction: float = 0.03
+    rare_beta: tuple[float, float] = (60.0, 20.0)
+    common_beta: tuple[float, float] = (16.0, 22.0)
 
 
 class CatProtein(tfds.core.GeneratorBasedBuilder):
@@ -127,13 +133,15 @@ class CatProtein(tfds.core.GeneratorBasedBuilder):
     one seeded corpus). ``conditional`` records: ``input``, ``target`` and the SPEC prompt text ``prompt``;
     each split is its own stream seeded from ``cat-protein-v1:{seed}:{split}``. Records are in generation
     order: the first ``n`` of a conditional split are ``conditional_pairs(n, split, seed)``, the first ``n``
-    of the pre-training ``train`` split ``pretraining_corpus(n, seed, max_len=max_len)``.
+    of the pre-training ``train`` split ``pretraining_corpus(n, seed, ...)`` with the config's corpus knobs.
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {  # noqa: RUF012
         "1.0.0": "Pre-training corpus and conditional hydrophobicity pairs.",
         "1.1.0": "Records in generation order (record i of a split is draw i); max_len knob of the corpus.",
+        "1.2.0": "The corpus' family knobs (min_len, rare_fraction, rare_beta, common_beta); defaults give "
+        "1.1.0's records.",
     }
     BUILDER_CONFIGS = [  # noqa: RUF012
         ProteinConfig(name="pretrain", kind="pretrain", seed=0),
@@ -164,7 +172,15 @@ class CatProtein(tfds.core.GeneratorBasedBuilder):
         c = self.builder_config
         sizes = dict(c.sizes)
         if c.kind == "pretrain":
-            seqs = protein.pretraining_corpus(sum(sizes.values()), seed=c.seed, max_len=c.max_len)
+            seqs = protein.pretraining_corpus(
+                sum(sizes.values()),
+                seed=c.seed,
+                min_len=c.min_len,
+                max_len=c.max_len,
+                rare_fraction=c.rare_fraction,
+                rare_beta=tuple(c.rare_beta),
+                common_beta=tuple(c.common_beta),
+            )
             rows, start = {}, 0
             for split, n in c.sizes:
                 rows[split] = [{"prompt": "", "target": s, "hydrophobicity": protein.hydrophobicity(s)}

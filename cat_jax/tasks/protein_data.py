@@ -15,6 +15,7 @@ their rows::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,18 +26,39 @@ from cat_jax.tasks import protein
 from cat_jax.tasks.tokenizers import layout
 
 COND_SPLITS = ("warmup", "train", "test")  # conditional_pairs' streams: SFT warm-up, RL prompts, held out
+# pretraining_corpus' family knobs and their defaults (the corpora of CatProtein 1.1.0).
+CORPUS_KNOBS = {
+    k: inspect.signature(protein.pretraining_corpus).parameters[k].default
+    for k in ("min_len", "rare_fraction", "rare_beta", "common_beta")
+}
 _ENCODER = data.protein_encoder()
 PAD = _ENCODER.tokenizer.pad_id
 
 
-def corpus_config(num_sequences: int, *, seed: int = 0, max_len: int = 40) -> data.ProteinConfig:
-    """The ``CatProtein`` config of the first ``num_sequences`` corpus draws (named after every field)."""
+def corpus_config(num_sequences: int, *, seed: int = 0, max_len: int = 40, **knobs) -> data.ProteinConfig:
+    """The ``CatProtein`` config of the first ``num_sequences`` corpus draws (named after every field).
+
+    ``knobs``: ``pretraining_corpus``' family knobs (``min_len``, ``rare_fraction``, ``rare_beta``,
+    ``common_beta``); a knob away from its default adds itself to the name (defaults keep the old names).
+    """
+    unknown = sorted(set(knobs) - set(CORPUS_KNOBS))
+    if unknown:
+        raise ValueError(f"unknown corpus knob(s) {unknown}; valid: {sorted(CORPUS_KNOBS)}")
+    knobs = {
+        k: tuple(float(x) for x in v) if isinstance(CORPUS_KNOBS[k], tuple) else v for k, v in knobs.items()
+    }
+    extra = "".join(
+        f"_{k}" + ("-".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}")
+        for k, v in sorted(knobs.items())
+        if v != CORPUS_KNOBS[k]
+    )
     return data.ProteinConfig(
-        name=f"pretrain_n{num_sequences}_len{max_len}_seed{seed}",
+        name=f"pretrain_n{num_sequences}_len{max_len}_seed{seed}{extra}",
         kind="pretrain",
         sizes=(("train", int(num_sequences)),),
         seed=int(seed),
         max_len=int(max_len),
+        **knobs,
     )
 
 
@@ -54,11 +76,11 @@ def pairs_config(sizes: Mapping[str, int], *, seed: int = 42) -> data.ProteinCon
 
 
 def read_corpus(
-    num_sequences: int, *, seed: int = 0, max_len: int = 40, data_dir: str | Path | None = None
+    num_sequences: int, *, seed: int = 0, max_len: int = 40, data_dir: str | Path | None = None, **knobs
 ) -> list[str]:
-    """``protein.pretraining_corpus(num_sequences, seed, max_len=max_len)``, prepared in ``data_dir`` once
-    (default :func:`cat_jax.data.default_data_dir`) and read back."""
-    rows = _read(corpus_config(num_sequences, seed=seed, max_len=max_len), data_dir)["train"]
+    """``protein.pretraining_corpus(num_sequences, seed, max_len=max_len, **knobs)``, prepared in
+    ``data_dir`` once (default :func:`cat_jax.data.default_data_dir`) and read back."""
+    rows = _read(corpus_config(num_sequences, seed=seed, max_len=max_len, **knobs), data_dir)["train"]
     return [r["target"] for r in rows]
 
 

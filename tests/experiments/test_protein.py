@@ -14,7 +14,7 @@ import pytest
 
 from cat_jax import advantages as adv
 from cat_jax import losses, sampling, testing
-from cat_jax.tasks import protein
+from cat_jax.tasks import protein, protein_data
 from experiments import common
 from experiments import protein as exp
 from experiments import protein_report as report_lib
@@ -230,7 +230,7 @@ def test_rare_variant_is_a_rare_mode_at_spec_scale():
         common.load_config("configs/protein/protein.py:paper,rare")
 
 
-def test_corpus_knobs_off_the_defaults_draw_in_memory():
+def test_corpus_knobs_go_through_catprotein(tmp_path):
     pre = common.load_config("configs/protein/protein.py:rare,smoke").pretrain
     want = protein.pretraining_corpus(
         pre.num_sequences,
@@ -239,13 +239,14 @@ def test_corpus_knobs_off_the_defaults_draw_in_memory():
         rare_fraction=pre.rare_fraction,
         common_beta=tuple(pre.common_beta),
     )
-    assert exp.pretraining_corpus(pre) == want
+    assert exp.pretraining_corpus(pre, data_dir=tmp_path) == want
     assert want != protein.pretraining_corpus(pre.num_sequences, pre.corpus_seed, max_len=pre.max_len)
-    # The library's defaults go through CatProtein (the default study's records).
+    # Both the default knobs and the rare ones are read through the builder (one data path).
     default = common.load_config("configs/protein/protein.py:smoke").pretrain
     with mock.patch.object(exp.protein_data, "read_corpus", return_value=["BUILDER"]) as read:
         assert exp.pretraining_corpus(default) == ["BUILDER"]
-    read.assert_called_once_with(64, seed=0, max_len=32, data_dir=None)
+    knobs = protein_data.CORPUS_KNOBS
+    read.assert_called_once_with(64, seed=0, max_len=32, data_dir=None, **knobs)
 
 
 def test_invalid_share_of_a_hand_made_pool(tmp_path):
