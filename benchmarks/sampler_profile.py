@@ -25,8 +25,25 @@ import tempfile
 import time
 
 
-def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
-    """Seconds per call of each group, from a perfetto trace and the compiled HLO text."""
+def decode_group(name: str, line: str, body: str) -> str:
+    """The sampler's group of one XLA op (its HLO ``line``; ``body``: the computation it calls, if any)."""
+    names = re.findall(r'op_name="([^"]+)"', line) or re.findall(r'op_name="([^"]+)"', body)
+    where = names[-1] if names else ""
+    if "while/body" not in where or "closed_call" in where:
+        return "prefill (with the loop cache's initialisation)"
+    if "bkgd,bksd" in where or "bkgs,bksd" in where:
+        return "decode attention einsums"
+    if "log_softmax" in where or "reduce-window" in name or "/exp" in where:
+        return "LM head and sampling (log-softmax, CDF cumsum)"
+    if "dot_general" in where:
+        return "decode matmuls (projections, MLP)"
+    return "rest of the decode step (norms, RoPE, masks, softmax, cache writes)"
+
+
+def groups(trace_json, hlo: str, calls: int, classify=decode_group) -> dict[str, float]:
+    """Seconds per call of each group, from a perfetto trace and the compiled HLO text;
+    ``classify(name, hlo line, called computation's text) -> group`` (benchmarks/step_profile.py has its own).
+    """
     durations = collections.defaultdict(list)
     for e in trace_json["traceEvents"] if isinstance(trace_json, dict) else trace_json:
         if e.get("ph") == "X":
@@ -39,7 +56,7 @@ def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
             continue
         if current is not None:
             current.append(line)
-        op = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = .*?(?:calls=%([\w.\-]+))?", line)
+        op = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = ", line)
         if op:
             ops[op.group(1)] = line
     out = collections.Counter()
@@ -48,21 +65,8 @@ def groups(trace_json: dict, hlo: str, calls: int) -> dict[str, float]:
             continue
         line = ops[name]
         called = re.search(r"calls=%([\w.\-]+)", line)
-        names = re.findall(r'op_name="([^"]+)"', line)
-        if not names and called:
-            names = re.findall(r'op_name="([^"]+)"', "\n".join(computations.get(called.group(1), [])))
-        where = names[-1] if names else ""
-        if "while/body" not in where or "closed_call" in where:
-            group = "prefill (with the loop cache's initialisation)"
-        elif "bkgd,bksd" in where or "bkgs,bksd" in where:
-            group = "decode attention einsums"
-        elif "log_softmax" in where or "reduce-window" in name or "/exp" in where:
-            group = "LM head and sampling (log-softmax, CDF cumsum)"
-        elif "dot_general" in where:
-            group = "decode matmuls (projections, MLP)"
-        else:
-            group = "rest of the decode step (norms, RoPE, masks, softmax, cache writes)"
-        out[group] += min(statistics.median(ds) * len(ds) / calls, sum(ds) / calls)
+        body = "\n".join(computations.get(called.group(1), [])) if called else ""
+        out[classify(name, line, body)] += min(statistics.median(ds) * len(ds) / calls, sum(ds) / calls)
     return dict(out)
 
 

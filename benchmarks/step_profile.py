@@ -12,7 +12,6 @@ so the groups' sum can exceed the step's wall time a little.
 from __future__ import annotations
 
 import argparse
-import collections
 import glob
 import gzip
 import json
@@ -20,6 +19,8 @@ import os
 import re
 import statistics
 import tempfile
+
+from benchmarks import sampler_profile
 
 GROUPS = (
     "rollout (the sampler's loop)",
@@ -54,34 +55,6 @@ def classify(name: str, line: str, called: str) -> str:
     return GROUPS[7]
 
 
-def groups(trace_json, hlo: str, calls: int) -> dict[str, float]:
-    """Seconds per call of each group, from a perfetto trace and the compiled HLO text."""
-    durations = collections.defaultdict(list)
-    for e in trace_json["traceEvents"] if isinstance(trace_json, dict) else trace_json:
-        if e.get("ph") == "X":
-            durations[e["name"]].append(e.get("dur", 0) * 1e-6)
-    computations, current, ops = {}, None, {}
-    for line in hlo.splitlines():
-        head = re.match(r"^%?([\w.\-]+) \(", line)
-        if head:
-            current = computations.setdefault(head.group(1), [])
-            continue
-        if current is not None:
-            current.append(line)
-        op = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = ", line)
-        if op:
-            ops[op.group(1)] = line
-    out = collections.Counter()
-    for name, ds in durations.items():
-        if name not in ops:
-            continue
-        line = ops[name]
-        called = re.search(r"calls=%([\w.\-]+)", line)
-        body = "\n".join(computations.get(called.group(1), [])) if called else ""
-        out[classify(name, line, body)] += min(statistics.median(ds) * len(ds) / calls, sum(ds) / calls)
-    return dict(out)
-
-
 def profile(name: str, run, compiled_text: str, calls: int) -> tuple[float, dict[str, float]]:
     """(median wall seconds per call, seconds per call of each group) of ``run()`` traced ``calls`` times."""
     import time
@@ -98,7 +71,7 @@ def profile(name: str, run, compiled_text: str, calls: int) -> tuple[float, dict
                 walls.append(time.perf_counter() - t0)
         (path,) = glob.glob(f"{d}/plugins/profile/*/perfetto_trace.json.gz")
         trace_json = json.load(gzip.open(path))
-    return statistics.median(walls), groups(trace_json, compiled_text, calls)
+    return statistics.median(walls), sampler_profile.groups(trace_json, compiled_text, calls, classify)
 
 
 def markdown(title: str, wall: float, g: dict[str, float]) -> list[str]:
