@@ -103,6 +103,12 @@ def tag_logs(process_index: int, process_count: int) -> None:
         handler.addFilter(_ProcessTag(f"[process {process_index}/{process_count}]"))
 
 
+def say(*args, **kwargs) -> None:
+    """``print`` on the writing process only (process 0; every process of a single-process run)."""
+    if reporting.is_writer():
+        print(*args, **kwargs)
+
+
 def command(module: str) -> str:
     """The command line that reran this program (``python -m <module> <its arguments>``), for report files."""
     return f"python -m {module} " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -217,7 +217,7 @@ def run(
         if not (run_dir / "results.json").exists():
             skipped[branch] = f"{run_dir / 'results.json'} does not exist (training not finished)"
             logging.warning("skipping %s: %s", branch, skipped[branch])
-            print(f"skipping {branch}: {skipped[branch]}", flush=True)
+            cli.say(f"skipping {branch}: {skipped[branch]}", flush=True)
             continue
         t0 = time.perf_counter()
         params = common.load_params(run_dir, template)
@@ -231,7 +231,7 @@ def run(
             temperature=float(cfg.eval.temperature),
         )
         models[branch]["seconds"] = round(time.perf_counter() - t0, 1)
-        print(f"{branch}: {json.dumps(models[branch]['summary'])}", flush=True)
+        cli.say(f"{branch}: {json.dumps(models[branch]['summary'])}", flush=True)
 
     seconds = round(time.perf_counter() - started, 1)
     payload = {

@@ -68,7 +68,7 @@ def main(argv):
     else:
         extra = {"smoke": _SMOKE.value}
     report_fn(root, seeds, results, command, **extra)
-    print(f"reports written under {results}")
+    cli.say(f"reports written under {results}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def main(argv):
         sections.append("```\n" + p.format() + "\n```\n\n")
     text = "".join(sections)
     reporting.write_text(pathlib.Path("results/plans/README.md"), text)
-    print(text)
+    cli.say(text)
 
 
 if __name__ == "__main__":

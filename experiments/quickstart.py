@@ -54,10 +54,10 @@ def main(argv):
     table = run(_WORKDIR.value, smoke=_SMOKE.value)
     if not reporting.is_writer():  # process 0 prints (and alone wrote the files named below)
         return
-    print("\nCE vs CAT Pass@64 from the same warm-up (held-out problems, exact estimators):\n")
-    print(table)
+    cli.say("\nCE vs CAT Pass@64 from the same warm-up (held-out problems, exact estimators):\n")
+    cli.say(table)
     out = pathlib.Path(_WORKDIR.value) / "eval"
-    print(f"Plots: {out / 'pass_at_k.png'}, {out / 'maj_at_k.png'}; every number: {out / 'results.json'}")
+    cli.say(f"Plots: {out / 'pass_at_k.png'}, {out / 'maj_at_k.png'}; every number: {out / 'results.json'}")
 
 
 if __name__ == "__main__":

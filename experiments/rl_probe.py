@@ -188,7 +188,7 @@ def main(argv):
         for s in seeds
     ]
     report(probes, pathlib.Path(_RESULTS.value), command.strip())
-    print(f"report written under {_RESULTS.value}")
+    cli.say(f"report written under {_RESULTS.value}")
 
 
 if __name__ == "__main__":

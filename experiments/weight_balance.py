@@ -165,7 +165,7 @@ def main(argv):
         for name, path in POLICIES.items()
     }
     report(runs, pathlib.Path(_RESULTS.value), command.strip())
-    print(f"report written under {_RESULTS.value}")
+    cli.say(f"report written under {_RESULTS.value}")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,12 @@ def test_setup_is_a_no_op_when_not_asked(monkeypatch):
         "distributed": False,
     }
     assert not jax.distributed.is_initialized()
+
+
+def test_say_prints_on_the_writing_process_only(monkeypatch, capsys):
+    from cat_jax import reporting
+
+    cli.say("from the writer")
+    monkeypatch.setattr(reporting, "is_writer", lambda: False)
+    cli.say("from another process")
+    assert capsys.readouterr().out == "from the writer\n"
