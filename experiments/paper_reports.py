@@ -372,7 +372,7 @@ def report_rl(
         for b, per_seed in logs.items():
             if any([r["step"] for r in log] != at for log in per_seed):
                 raise ValueError(f"{b}: its learning curve was logged at other steps than standard RL's {at}")
-        fig = reporting.new_figure((11, 3.8))
+        fig = reporting.new_figure((11.0, 3.8))
         for panel, k in enumerate((1, ks[-1])):
             rows = {
                 names[b]: reporting.mean_se(
