@@ -56,6 +56,7 @@ def test_sft_warmup_branch_evaluate_export(setting, tmp_path):
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["vocab_size"] == 128
 
 
+@pytest.mark.slow  # 15 s: the fast tier keeps RL over a frozen base in tests/test_frozen_base.py
 def test_rl_pass_at_4_log_with_kl(setting, tmp_path):
     warm = _config("configs/sft/math.py:rl_passn_warmup,smoke", setting)
     sft.run(warm, str(tmp_path / "warm"))
@@ -88,6 +89,7 @@ def test_math_task_without_checkpoint_is_an_error(setting):
         common.policy_and_data(cfg)
 
 
+@pytest.mark.slow  # 8 s: meshes are covered fast by tests/test_mesh_steps.py, processes by test_multihost
 def test_four_devices_match_one(setting, tmp_path):
     """Data parallel over 4 devices (batch 4, eval chunk 4): the same loss curve and adapters as 1 device."""
     import jax
