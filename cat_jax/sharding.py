@@ -140,17 +140,19 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     batch each process builds only its part of, see :func:`global_batch`.
     """
     size = mesh.devices.size
-
-    def put(x):
-        x = np.asarray(x)
-        if x.ndim == 0 or x.shape[0] % size:
-            raise ValueError(
-                f"batch arrays need a leading axis divisible by the {size} devices of the mesh, got shape "
-                f"{x.shape}; change the batch size"
-            )
-        return _put(x, batch_sharding(mesh))
-
+    put = lambda x: _put(_rows(x, size, "batch arrays", "devices of the mesh"), batch_sharding(mesh))
     return jax.tree.map(put, batch)
+
+
+def _rows(x, size: int, what: str, devices: str) -> np.ndarray:
+    """``x`` as numpy, its leading axis checked to split evenly over ``size`` devices."""
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] % size:
+        raise ValueError(
+            f"{what} need a leading axis divisible by the {size} {devices}, got shape {x.shape}; change the "
+            "batch size"
+        )
+    return x
 
 
 def _put(x, sharding: jax.sharding.Sharding) -> jax.Array:
@@ -196,12 +198,7 @@ def global_batch(local: PyTree, mesh: Mesh) -> PyTree:
     size = mesh.devices.size // count  # this process's devices
 
     def put(x):
-        x = np.asarray(x)
-        if x.ndim == 0 or x.shape[0] % size:
-            raise ValueError(
-                f"process-local batch arrays need a leading axis divisible by this process's {size} devices, "
-                f"got shape {x.shape}; change the batch size"
-            )
+        x = _rows(x, size, "process-local batch arrays", "devices of this process")
         shape = (x.shape[0] * count, *x.shape[1:])
         return jax.make_array_from_process_local_data(batch_sharding(mesh), x, shape)
 

@@ -147,9 +147,7 @@ def main_for(run, summary, arguments: Callable[[], tuple[ml_collections.ConfigDi
         logging.set_verbosity(logging.WARNING)
         config, workdir = arguments()
         if flags.FLAGS.is_parsed() and _PLAN.value:
-            planned = plan_report(config, _PLAN_DEVICES.value, _PLAN_MEMORY_GIB.value)
-            if reporting.is_writer():
-                print(planned)
+            say(plan_report(config, _PLAN_DEVICES.value, _PLAN_MEMORY_GIB.value))
             return
         result = run(config, workdir)
         if reporting.is_writer():  # the summary may read report files, which process 0 alone writes

@@ -147,7 +147,7 @@ class Batches:
         if self.shard is None:
             return order
         per, rest = divmod(len(order), self.shard.shard_count)
-        if rest:  # a split smaller than one batch, read whole
+        if rest:  # a last short batch (drop_remainder=False) that does not split over the shards
             raise ValueError(
                 f"batch {step} has {len(order)} prompts, not a multiple of the "
                 f"{self.shard.shard_count} shards"
